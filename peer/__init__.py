@@ -1,0 +1,1 @@
+"""The Python peer: wire protocol, download scheduler, aiortc swarm, seed and viewer roles."""

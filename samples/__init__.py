@@ -1,0 +1,1 @@
+"""Sample content generation with PyAV and a development origin (VOD and simulated live)."""

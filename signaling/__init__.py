@@ -1,0 +1,1 @@
+"""The signalling server: swarms, peer introduction, SDP/ICE relay, auth, limits, metrics."""
