@@ -1,0 +1,858 @@
+"""The download scheduler of one swarm (one rendition): where each segment comes from, and when.
+
+Sans-IO state machine (see docs/scheduler.md): the adapter feeds events (timeline, playback,
+neighbour announcements, transfer progress) and calls :meth:`SegmentScheduler.poll` to get
+actions (fetch from a peer, fetch from the origin, cancel). Time is a float ``now`` passed in.
+Nothing here does I/O and nothing is random: the same inputs give the same actions, here, in the
+JS twin and in the simulator (ties are broken by hashing, see :func:`hrw_score`).
+
+The rules, in the order they are applied to every segment the player will need:
+
+1. **Deadline first.** A segment whose deadline is closer than the time the origin needs to
+   deliver it (measured HTTP latency and throughput, times a safety factor, plus a margin) is
+   fetched from the origin at once. A P2P transfer still running at the last moment HTTP could
+   deliver the rest in time is cancelled and resumed over HTTP from the bytes received.
+2. **Peers when there is time.** A segment a neighbour holds is pulled from the neighbour that is
+   projected to deliver it soonest (seeds first), if that still leaves time for the HTTP fallback.
+3. **Election for new segments.** A segment nobody around holds or fetches is bootstrapped by
+   ``election_copies`` viewers chosen by rendezvous hashing of (peer id, sequence); the others
+   wait for their HAVE and take it over P2P. If the elected viewers stay silent, the next ranks
+   step in one by one every ``election_backoff`` seconds, and the deadline rule bounds the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from swarmcast.peer.bandwidth import BandwidthConfig, ThroughputEstimator, TransferMeter
+
+logger = logging.getLogger(__name__)
+
+#: A segment counts as in the player's buffer when it ends at most this far past the buffered
+#: range (timestamps of appended media are rounded by the demuxer).
+BUFFER_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Every knob of :class:`SegmentScheduler`. Times in seconds, rates in bytes per second."""
+
+    live_delay_segments: int = 3
+    """Live: play this many segment durations behind the end of the newest segment (hls.js
+    ``liveSyncDurationCount``). Each extra segment adds one duration of latency and the same
+    time for a new segment to spread peer to peer before its deadline; 3 leaves two durations
+    minus the playlist refresh lag."""
+
+    prefetch_seconds: float = 30.0
+    """How far past the playhead segments are fetched (from peers, or by the elected viewer)."""
+
+    http_safety_factor: float = 1.5
+    """Multiplier on the estimated origin download time when deciding the HTTP deadline."""
+
+    http_safety_margin: float = 1.0
+    """Seconds added to the (scaled) origin download time: a segment whose deadline is closer
+    than that goes to the origin. Covers event-loop jitter and playlist lag."""
+
+    p2p_safety_factor: float = 1.25
+    """Multiplier on projected peer transfer times (peer throughput is noisier than HTTP)."""
+
+    min_p2p_time_budget: float = 0.3
+    """A peer fetch starts only if at least this much time (or the projected transfer time, if
+    larger) remains before the HTTP deadline."""
+
+    max_parallel_p2p: int = 4
+    """Peer transfers in flight at once."""
+
+    max_parallel_http: int = 1
+    """Origin fetches in flight for bootstrap/prefetch; deadline-forced fetches ignore it
+    (fallback is never held back)."""
+
+    max_inflight_per_peer: int = 2
+    """Transfers in flight to one neighbour at once."""
+
+    election_copies: int = 1
+    """Viewers expected to fetch a new segment from the origin (rendezvous-hash winners)."""
+
+    election_backoff: float = 0.5
+    """Seconds each further rank waits before stepping in when nobody fetches a segment."""
+
+    seed_grace: float = 0.5
+    """With a seed connected, election winners wait this long for it to announce the segment."""
+
+    stall_timeout: float = 1.5
+    """A peer transfer with no bytes for this long is cancelled and counted as a timeout."""
+
+    busy_penalty: float = 1.0
+    """Seconds a neighbour that answered busy is not asked again (unless it said how long)."""
+
+    timeout_penalty: float = 5.0
+    """Seconds a neighbour that timed out is not asked again."""
+
+    timeout_throughput_factor: float = 0.5
+    """A timeout scales the neighbour's throughput estimate by this factor."""
+
+    max_timeouts: int = 3
+    """Timeouts in a row after which a neighbour is banned for ``ban_duration``."""
+
+    ban_duration: float = 600.0
+    """Seconds a neighbour is not used after bad data or ``max_timeouts`` timeouts."""
+
+    origin_retry_delay: float = 0.25
+    """First wait after an origin error; doubles per consecutive error of the same segment."""
+
+    origin_retry_max_delay: float = 4.0
+    """Longest wait between origin retries."""
+
+    assumed_bitrate_bps: float = 750_000.0
+    """Bytes per second of media assumed for segments of unknown size (6 Mbit/s, on the high
+    side so that the deadline rule errs early)."""
+
+    prefer_seeds: bool = True
+    """Among peers that can deliver in time, ask seeds first (they exist to carry load)."""
+
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
+    """Priors and smoothing of the throughput estimators."""
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "max_parallel_p2p",
+            "max_parallel_http",
+            "max_inflight_per_peer",
+            "election_copies",
+            "max_timeouts",
+        )
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"SchedulerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.live_delay_segments < 1:
+            raise ValueError("SchedulerConfig.live_delay_segments must be >= 1")
+        if self.http_safety_factor < 1 or self.p2p_safety_factor < 1:
+            raise ValueError("SchedulerConfig safety factors must be >= 1")
+        non_negative = (
+            "prefetch_seconds",
+            "http_safety_margin",
+            "min_p2p_time_budget",
+            "election_backoff",
+            "seed_grace",
+            "busy_penalty",
+            "timeout_penalty",
+            "ban_duration",
+            "origin_retry_delay",
+            "origin_retry_max_delay",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"SchedulerConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.stall_timeout <= 0 or self.assumed_bitrate_bps <= 0:
+            raise ValueError("SchedulerConfig.stall_timeout and assumed_bitrate_bps must be > 0")
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """One media segment of the swarm's playlist."""
+
+    sequence: int
+    """Media sequence number."""
+    duration: float
+    """Seconds of media."""
+    size: int | None
+    """Bytes, when the integrity manifest gives it (None = unknown, estimated)."""
+    start: float
+    """Media time of the first frame, seconds (the player's timeline)."""
+
+    @property
+    def end(self) -> float:
+        """Media time just after the last frame."""
+        return self.start + self.duration
+
+
+class FailureReason(StrEnum):
+    """Why a transfer failed (reported by the adapter through ``transfer_failed``)."""
+
+    TIMEOUT = "timeout"
+    BUSY = "busy"
+    DONT_HAVE = "dont_have"
+    BAD_DATA = "bad_data"
+    PEER_GONE = "peer_gone"
+    HTTP_ERROR = "http_error"
+
+
+@dataclass(frozen=True)
+class FetchFromPeer:
+    """Request segment ``sequence`` from neighbour ``peer_id``, bytes from ``offset`` on."""
+
+    transfer_id: int
+    sequence: int
+    peer_id: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class FetchFromOrigin:
+    """Fetch segment ``sequence`` over HTTP; ``offset`` > 0 means a Range request resuming
+    after the bytes already received (keep them). ``reason``: deadline, bootstrap, switch."""
+
+    transfer_id: int
+    sequence: int
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CancelTransfer:
+    """Abort transfer ``transfer_id`` (reason: switch, stalled, not_needed, banned)."""
+
+    transfer_id: int
+    reason: str
+
+
+Action = FetchFromPeer | FetchFromOrigin | CancelTransfer
+
+
+@dataclass
+class SchedulerStats:
+    """Counters for metrics and tests."""
+
+    p2p_fetches: int = 0
+    """Peer transfers started."""
+    origin_fetches: int = 0
+    """Origin transfers started (any reason)."""
+    bootstraps: int = 0
+    """Origin fetches started because this viewer was elected."""
+    switches: int = 0
+    """Peer transfers moved to the origin to meet a deadline."""
+    p2p_bytes: int = 0
+    """Bytes received from peers in completed or switched transfers."""
+    origin_bytes: int = 0
+    """Bytes received from the origin in completed transfers."""
+
+
+class _Peer:
+    __slots__ = (
+        "banned_until",
+        "blocked_until",
+        "estimator",
+        "fetching",
+        "has",
+        "inflight",
+        "is_seed",
+        "timeouts",
+    )
+
+    def __init__(self, is_seed: bool, estimator: ThroughputEstimator) -> None:
+        self.is_seed = is_seed
+        self.estimator = estimator
+        self.has: set[int] = set()
+        self.fetching: set[int] = set()
+        self.inflight = 0
+        self.blocked_until = float("-inf")
+        self.banned_until = float("-inf")
+        self.timeouts = 0
+
+
+@dataclass
+class _Transfer:
+    transfer_id: int
+    sequence: int
+    peer_id: str | None
+    offset: int
+    meter: TransferMeter
+    reason: str
+
+    @property
+    def done_bytes(self) -> int:
+        return self.offset + self.meter.received
+
+
+class SegmentScheduler:
+    """Download decisions for one swarm, seen from the viewer ``peer_id``."""
+
+    def __init__(self, config: SchedulerConfig | None = None, *, peer_id: str) -> None:
+        if not peer_id:
+            raise ValueError("SegmentScheduler needs a non-empty peer_id")
+        self.config = config or SchedulerConfig()
+        self.peer_id = peer_id
+        bw = self.config.bandwidth
+        self.http = ThroughputEstimator(bw.http_prior_bps, bw.http_prior_latency, bw)
+        """Throughput estimate of the origin."""
+        self.stats = SchedulerStats()
+        self._segments: dict[int, SegmentInfo] = {}
+        self._order: list[int] = []
+        self._live = False
+        self._learned_size: dict[int, int] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._stored: set[int] = set()
+        self._transfers: dict[int, _Transfer] = {}
+        self._by_seq: dict[int, int] = {}
+        self._next_tid = 1
+        self._failed_peers: dict[int, set[str]] = {}
+        self._partial: dict[int, tuple[int, str | None]] = {}
+        self._origin_errors: dict[int, tuple[int, float]] = {}
+        self._first_wanted: dict[int, float] = {}
+        self._ranks: dict[int, int] = {}  # election ranks, valid until the neighbours change
+        self._wakeup: float | None = None
+        # Playback: position at time _t_ref, and whether it advances.
+        self._t_ref = 0.0
+        self._position = 0.0
+        self._buffered_until = 0.0
+        self._rate = 1.0
+        self._playing = False
+
+    # ----------------------------------------------------------------- inputs: timeline, player
+
+    def set_timeline(self, segments: Sequence[SegmentInfo], *, live: bool = False) -> None:
+        """Replace the playlist (a live window slides; forgotten segments are dropped)."""
+        for seg in segments:
+            if not (0 < seg.duration < math.inf and math.isfinite(seg.start)) or (
+                seg.size is not None and seg.size < 0
+            ):
+                raise ValueError(f"segment {seg.sequence}: bad duration or size in timeline")
+        self._segments = {s.sequence: s for s in segments}
+        self._order = sorted(self._segments)
+        self._live = live
+        if self._order:
+            self._forget_before(self._order[0])
+
+    def _forget_before(self, oldest: int) -> None:
+        # A live window slides forever: drop what refers to segments gone from the playlist.
+        self._stored = {s for s in self._stored if s >= oldest}
+        for table in (
+            self._ranks,
+            self._first_wanted,
+            self._failed_peers,
+            self._origin_errors,
+            self._learned_size,
+            self._partial,
+        ):
+            for seq in [s for s in table if s < oldest]:
+                del table[seq]
+        for peer in self._peers.values():
+            if peer.has and min(peer.has) < oldest:
+                peer.has = {s for s in peer.has if s >= oldest}
+            if peer.fetching and min(peer.fetching) < oldest:
+                peer.fetching = {s for s in peer.fetching if s >= oldest}
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the last timeline was a live (sliding) playlist."""
+        return self._live
+
+    @property
+    def live_edge(self) -> float | None:
+        """Media time at the end of the newest segment (None without a timeline)."""
+        return self._segments[self._order[-1]].end if self._order else None
+
+    def live_start_position(self) -> float | None:
+        """Where a live player should start: ``live_delay_segments`` durations behind the edge."""
+        if not self._order:
+            return None
+        index = max(len(self._order) - self.config.live_delay_segments, 0)
+        return self._segments[self._order[index]].start
+
+    def set_playback(
+        self,
+        now: float,
+        position: float,
+        buffered_until: float,
+        rate: float = 1.0,
+        playing: bool = True,
+    ) -> None:
+        """Report the player: media ``position``, end of the contiguous buffer, speed, state.
+
+        ``playing`` False (not started yet, paused) makes deadlines float with the clock: only
+        the segment at the playhead is urgent, the rest wait for peers.
+        """
+        finite = all(math.isfinite(x) for x in (now, position, buffered_until, rate))
+        if not finite or rate <= 0 or position < 0 or buffered_until < 0:
+            raise ValueError(
+                f"bad playback state: position={position} buffered={buffered_until} rate={rate}"
+            )
+        self._t_ref = now
+        self._position = position
+        self._buffered_until = max(buffered_until, position)
+        self._rate = rate
+        self._playing = playing
+
+    def deadline(self, sequence: int, now: float) -> float:
+        """Clock time at which the player will need ``sequence`` (may be in the past)."""
+        seg = self._segments[sequence]
+        ahead = max(seg.start - self._position, 0.0) / self._rate
+        if not self._playing:
+            return now + ahead
+        playhead = self._position + (now - self._t_ref) * self._rate
+        if playhead > self._buffered_until + BUFFER_TOLERANCE:
+            # Stalled at the end of the buffer: playback resumes when the missing segment lands,
+            # so the next segment is due now and the later ones shift with it.
+            return now + max(seg.start - self._buffered_until, 0.0) / self._rate
+        return self._t_ref + ahead
+
+    # ----------------------------------------------------------------- inputs: neighbours
+
+    def add_peer(self, peer_id: str, *, is_seed: bool = False) -> None:
+        """A neighbour joined (data channel open). Re-adding keeps its state."""
+        if peer_id == self.peer_id or peer_id in self._peers:
+            return
+        bw = self.config.bandwidth
+        self._ranks.clear()
+        self._peers[peer_id] = _Peer(
+            is_seed, ThroughputEstimator(bw.peer_prior_bps, bw.peer_prior_latency, bw)
+        )
+
+    def remove_peer(self, peer_id: str) -> list[int]:
+        """A neighbour left. Its transfers are forgotten (the adapter aborts them); returns the
+        ids of those transfers. Their segments are rescheduled at the next poll."""
+        if self._peers.pop(peer_id, None) is None:
+            return []
+        self._ranks.clear()
+        gone = [t.transfer_id for t in self._transfers.values() if t.peer_id == peer_id]
+        for tid in gone:
+            self._keep_partial(self._transfers[tid])
+            self._end_transfer(tid)
+        return gone
+
+    def peer_has(self, peer_id: str, sequences: Iterable[int]) -> None:
+        """``peer_id`` announced it holds ``sequences`` (HAVE)."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            logger.debug("HAVE from unknown peer %s ignored", peer_id)
+            return
+        for seq in sequences:
+            peer.has.add(seq)
+            peer.fetching.discard(seq)
+
+    def peer_lost(self, peer_id: str, sequences: Iterable[int]) -> None:
+        """``peer_id`` no longer holds ``sequences`` (LOST, evicted)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.has.difference_update(sequences)
+
+    def peer_fetching(self, peer_id: str, sequence: int) -> None:
+        """``peer_id`` announced it is fetching ``sequence`` from the origin (FETCHING)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None and sequence not in peer.has:
+            peer.fetching.add(sequence)
+
+    def peer_fetch_aborted(self, peer_id: str, sequence: int) -> None:
+        """``peer_id`` gave up fetching ``sequence``."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.fetching.discard(sequence)
+
+    # ----------------------------------------------------------------- inputs: own storage
+
+    def segment_stored(self, sequence: int) -> None:
+        """``sequence`` is in the cache (verified), whatever brought it there."""
+        self._stored.add(sequence)
+        self._partial.pop(sequence, None)
+
+    def segment_evicted(self, sequence: int) -> None:
+        """``sequence`` left the cache."""
+        self._stored.discard(sequence)
+
+    def has(self, sequence: int) -> bool:
+        """Whether ``sequence`` is stored."""
+        return sequence in self._stored
+
+    # ----------------------------------------------------------------- inputs: transfers
+
+    def transfer_progress(
+        self, now: float, transfer_id: int, bytes_received: int, total_size: int | None = None
+    ) -> None:
+        """``bytes_received`` bytes of the transfer arrived so far (counted from its offset);
+        ``total_size`` is the whole segment's size if the source told it."""
+        t = self._transfers.get(transfer_id)
+        if t is None:
+            return
+        t.meter.progress(now, bytes_received)
+        if total_size is not None and total_size > 0:
+            self._learned_size[t.sequence] = total_size
+
+    def transfer_done(self, now: float, transfer_id: int) -> None:
+        """The transfer completed and the segment verified; it counts as stored."""
+        t = self._transfers.get(transfer_id)
+        if t is None:
+            return
+        t.meter.finish(now)
+        if t.peer_id is None:
+            self.stats.origin_bytes += t.meter.received
+            self._origin_errors.pop(t.sequence, None)
+        else:
+            self.stats.p2p_bytes += t.meter.received
+            peer = self._peers.get(t.peer_id)
+            if peer is not None:
+                peer.timeouts = 0
+        self._end_transfer(transfer_id)
+        self.segment_stored(t.sequence)
+
+    def transfer_failed(
+        self,
+        now: float,
+        transfer_id: int,
+        reason: FailureReason | str,
+        retry_after: float | None = None,
+    ) -> None:
+        """The transfer failed; the segment is rescheduled at the next poll.
+
+        ``retry_after`` (seconds) comes with BUSY when the neighbour said how long.
+        """
+        reason = FailureReason(reason)  # ValueError names the bad reason
+        t = self._transfers.get(transfer_id)
+        if t is None:
+            return
+        self._end_transfer(transfer_id)
+        if t.peer_id is None:
+            self._origin_failed(now, t, reason)
+        else:
+            self._peer_failed(now, t, reason, retry_after)
+
+    # ----------------------------------------------------------------- outputs
+
+    def poll(self, now: float) -> list[Action]:
+        """Decide what to do now. Call after feeding events and at :meth:`next_wakeup`."""
+        self._wakeup = None
+        actions: list[Action] = []
+        self._check_transfers(now, actions)
+        self._schedule(now, actions)
+        return actions
+
+    def next_wakeup(self, now: float) -> float | None:
+        """When :meth:`poll` should run again if no event comes first (None: only on events)."""
+        if self._wakeup is None:
+            return None
+        return max(self._wakeup, now)
+
+    def transfers(self) -> dict[int, tuple[int, str | None]]:
+        """Transfers in flight: id -> (sequence, peer id or None for the origin)."""
+        return {tid: (t.sequence, t.peer_id) for tid, t in self._transfers.items()}
+
+    # ----------------------------------------------------------------- estimates
+
+    def segment_size(self, sequence: int) -> int:
+        """Bytes of ``sequence``: from the timeline, else learned, else from the assumed rate."""
+        seg = self._segments[sequence]
+        if seg.size is not None:
+            return seg.size
+        learned = self._learned_size.get(sequence)
+        if learned is not None:
+            return learned
+        return int(seg.duration * self.config.assumed_bitrate_bps)
+
+    def http_time_needed(self, nbytes: float) -> float:
+        """Seconds to reserve for fetching ``nbytes`` from the origin, safety included."""
+        cfg = self.config
+        backlog = sum(
+            self.segment_size(t.sequence) - t.done_bytes
+            for t in self._transfers.values()
+            if t.peer_id is None
+        )
+        raw = self.http.transfer_time(nbytes + max(backlog, 0))
+        return raw * cfg.http_safety_factor + cfg.http_safety_margin
+
+    # ----------------------------------------------------------------- internals: running
+
+    def _check_transfers(self, now: float, actions: list[Action]) -> None:
+        # Drop what the player no longer needs first (a seek, a live window that slid past),
+        # so the estimates below only count transfers that matter.
+        for t in list(self._transfers.values()):
+            seg = self._segments.get(t.sequence)
+            if seg is None or seg.end <= self._position:
+                actions.append(CancelTransfer(t.transfer_id, "not_needed"))
+                self._end_transfer(t.transfer_id)
+            elif t.peer_id is not None and self._banned(t.peer_id, now):
+                # It sent bad data on another transfer: nothing it sends is worth waiting for.
+                actions.append(CancelTransfer(t.transfer_id, "banned"))
+                self._end_transfer(t.transfer_id)
+        for t in [t for t in self._transfers.values() if t.peer_id is not None]:
+            self._check_p2p(now, t, actions)
+
+    def _check_p2p(self, now: float, t: _Transfer, actions: list[Action]) -> None:
+        cfg = self.config
+        remaining = max(self.segment_size(t.sequence) - t.done_bytes, 0)
+        http_need = self.http_time_needed(remaining)
+        switch_at = self.deadline(t.sequence, now) - http_need
+        stall_at = t.meter.last_progress_at + cfg.stall_timeout
+        if now >= stall_at:
+            logger.debug("transfer %d of %d from %s stalled", t.transfer_id, t.sequence, t.peer_id)
+            actions.append(CancelTransfer(t.transfer_id, "stalled"))
+            self._end_transfer(t.transfer_id)
+            self._keep_partial(t)
+            self._penalise_timeout(now, t.sequence, t.peer_id)
+            return
+        if now >= switch_at:
+            # The last moment the origin can still deliver the rest in time. Keeping the peer
+            # beyond it would be a bet that it does not stall in the last second: never take
+            # it. The Range resume keeps what the peer sent, so switching late costs little.
+            self._switch_to_origin(now, t, actions)
+            return
+        self._wake(min(stall_at, switch_at))
+
+    def _switch_to_origin(self, now: float, t: _Transfer, actions: list[Action]) -> None:
+        logger.debug(
+            "transfer %d of %d: %s too slow, switching to origin at byte %d",
+            t.transfer_id,
+            t.sequence,
+            t.peer_id,
+            t.done_bytes,
+        )
+        actions.append(CancelTransfer(t.transfer_id, "switch"))
+        self.stats.switches += 1
+        self.stats.p2p_bytes += t.meter.received
+        self._end_transfer(t.transfer_id)
+        self._keep_partial(t)
+        actions.append(self._start_origin(now, t.sequence, "switch"))
+
+    # ----------------------------------------------------------------- internals: new fetches
+
+    def _needed(self) -> list[int]:
+        horizon = self._position + self.config.prefetch_seconds
+        out = []
+        for seq in self._order:
+            seg = self._segments[seq]
+            if seg.start > horizon:
+                break
+            if (
+                seg.end <= self._buffered_until + BUFFER_TOLERANCE
+                or seq in self._stored
+                or seq in self._by_seq
+            ):
+                continue
+            out.append(seq)
+        return out
+
+    def _schedule(self, now: float, actions: list[Action]) -> None:
+        cfg = self.config
+        p2p_slots = cfg.max_parallel_p2p - sum(
+            1 for t in self._transfers.values() if t.peer_id is not None
+        )
+        http_slots = cfg.max_parallel_http - sum(
+            1 for t in self._transfers.values() if t.peer_id is None and t.reason != "deadline"
+        )
+        for seq in self._needed():
+            self._first_wanted.setdefault(seq, now)
+            size = self.segment_size(seq)
+            offset = self._partial.get(seq, (0, None))[0]
+            urgent_at = self.deadline(seq, now) - self.http_time_needed(size - offset)
+            retry_at = self._origin_retry_at(seq)
+            if now >= urgent_at:
+                if now >= retry_at:
+                    actions.append(self._start_origin(now, seq, "deadline"))
+                else:
+                    self._wake(retry_at)
+                continue
+            if self._playing:
+                # Paused or not started: deadlines float with the clock, no timer needed.
+                self._wake(urgent_at)
+            if p2p_slots > 0:
+                action = self._try_peer(now, seq, size, urgent_at - now)
+                if action is not None:
+                    actions.append(action)
+                    p2p_slots -= 1
+                    continue
+            if http_slots > 0 and now >= retry_at and self._should_bootstrap(now, seq):
+                actions.append(self._start_origin(now, seq, "bootstrap"))
+                http_slots -= 1
+
+    def _try_peer(self, now: float, seq: int, size: int, budget: float) -> FetchFromPeer | None:
+        cfg = self.config
+        failed = self._failed_peers.get(seq, ())
+        best: list[tuple[tuple[bool, float], str]] = []
+        for pid, peer in self._peers.items():
+            if (
+                seq not in peer.has
+                or pid in failed
+                or peer.blocked_until > now
+                or peer.inflight >= cfg.max_inflight_per_peer
+            ):
+                if seq in peer.has and peer.blocked_until > now:
+                    self._wake(peer.blocked_until)
+                continue
+            est = peer.estimator
+            eta = est.latency + size * (peer.inflight + 1) / est.bytes_per_second
+            eta *= cfg.p2p_safety_factor
+            if max(eta, cfg.min_p2p_time_budget) > budget:
+                continue
+            best.append(((not peer.is_seed if cfg.prefer_seeds else False, eta), pid))
+        if not best:
+            return None
+        best.sort()
+        # Spread load among the candidates nearly as good as the best one. The pick is a hash
+        # of (me, candidate, segment): each downloader spreads its requests, different
+        # downloaders pick different sources, and the JS twin picks exactly the same.
+        top_seed, top_eta = best[0][0]
+        near = [pid for (seed, eta), pid in best if seed == top_seed and eta <= top_eta * 1.25]
+        pid = max(near, key=lambda c: hrw_score(f"{self.peer_id}>{c}", seq))
+        self._partial.pop(seq, None)
+        return self._start_peer(now, seq, pid)
+
+    def _should_bootstrap(self, now: float, seq: int) -> bool:
+        """Whether this viewer should bring ``seq`` into the swarm from the origin now."""
+        cfg = self.config
+        seeds = False
+        for peer in self._peers.values():
+            # A banned peer's claims do not count: they would hold us back until urgent.
+            if (seq in peer.has or seq in peer.fetching) and peer.banned_until <= now:
+                return False
+            seeds = seeds or peer.is_seed
+        start = self._first_wanted[seq] + (cfg.seed_grace if seeds else 0.0)
+        rank = self.election_rank(seq)
+        start += max(rank - cfg.election_copies + 1, 0) * cfg.election_backoff
+        if now >= start:
+            return True
+        self._wake(start)
+        return False
+
+    def election_rank(self, seq: int) -> int:
+        """0-based rank of this viewer among itself and its non-seed neighbours for ``seq``."""
+        cached = self._ranks.get(seq)
+        if cached is not None:
+            return cached
+        mine = hrw_score(self.peer_id, seq)
+        rank = sum(
+            1
+            for pid, peer in self._peers.items()
+            if not peer.is_seed and (hrw_score(pid, seq), pid) > (mine, self.peer_id)
+        )
+        self._ranks[seq] = rank
+        return rank
+
+    def _start_peer(self, now: float, seq: int, peer_id: str) -> FetchFromPeer:
+        peer = self._peers[peer_id]
+        tid = self._new_transfer(now, seq, peer_id, 0, peer.estimator, "p2p")
+        peer.inflight += 1
+        self.stats.p2p_fetches += 1
+        self._wake(now + self.config.stall_timeout)
+        return FetchFromPeer(tid, seq, peer_id, 0)
+
+    def _start_origin(self, now: float, seq: int, reason: str) -> FetchFromOrigin:
+        offset = self._partial.get(seq, (0, None))[0]
+        tid = self._new_transfer(now, seq, None, offset, self.http, reason)
+        self.stats.origin_fetches += 1
+        if reason == "bootstrap":
+            self.stats.bootstraps += 1
+        return FetchFromOrigin(tid, seq, offset, reason)
+
+    def _new_transfer(
+        self,
+        now: float,
+        seq: int,
+        peer_id: str | None,
+        offset: int,
+        estimator: ThroughputEstimator,
+        reason: str,
+    ) -> int:
+        tid = self._next_tid
+        self._next_tid += 1
+        meter = TransferMeter(now, estimator, self.config.bandwidth.min_sample_seconds)
+        self._transfers[tid] = _Transfer(tid, seq, peer_id, offset, meter, reason)
+        self._by_seq[seq] = tid
+        return tid
+
+    def _end_transfer(self, tid: int) -> None:
+        t = self._transfers.pop(tid)
+        if self._by_seq.get(t.sequence) == tid:
+            del self._by_seq[t.sequence]
+        if t.peer_id is not None and t.peer_id in self._peers:
+            self._peers[t.peer_id].inflight -= 1
+
+    def _keep_partial(self, t: _Transfer) -> None:
+        # Bytes already received stay useful only for an origin Range resume (peers serve
+        # whole segments); remember who sent them in case the assembled segment is bad.
+        # A count at or past the expected size means the size was wrong or the source lied:
+        # start over rather than ask for an empty or negative range.
+        if t.sequence in self._segments and 0 < t.done_bytes < self.segment_size(t.sequence):
+            self._partial[t.sequence] = (t.done_bytes, t.peer_id)
+        else:
+            self._partial.pop(t.sequence, None)
+
+    # ----------------------------------------------------------------- internals: failures
+
+    def _peer_failed(
+        self, now: float, t: _Transfer, reason: FailureReason, retry_after: float | None
+    ) -> None:
+        cfg = self.config
+        pid = t.peer_id
+        assert pid is not None
+        peer = self._peers.get(pid)
+        self._failed_peers.setdefault(t.sequence, set()).add(pid)
+        if peer is None:
+            return
+        if reason is FailureReason.BUSY:
+            wait = cfg.busy_penalty if retry_after is None else min(max(retry_after, 0.0), 60.0)
+            peer.blocked_until = max(peer.blocked_until, now + wait)
+            self._failed_peers[t.sequence].discard(pid)
+        elif reason is FailureReason.DONT_HAVE:
+            peer.has.discard(t.sequence)
+        elif reason is FailureReason.BAD_DATA:
+            self._ban(now, pid, "sent bad data")
+        elif reason is FailureReason.TIMEOUT:
+            self._keep_partial(t)
+            self._penalise_timeout(now, t.sequence, pid)
+        elif reason is FailureReason.PEER_GONE:
+            self._keep_partial(t)
+            peer.has.clear()
+
+    def _origin_failed(self, now: float, t: _Transfer, reason: FailureReason) -> None:
+        count = self._origin_errors.get(t.sequence, (0, 0.0))[0] + 1
+        cfg = self.config
+        delay = min(cfg.origin_retry_delay * 2 ** (count - 1), cfg.origin_retry_max_delay)
+        self._origin_errors[t.sequence] = (count, now + delay)
+        if reason is FailureReason.BAD_DATA:
+            # The assembled segment did not verify: drop the resumed bytes and blame their peer.
+            _, source = self._partial.pop(t.sequence, (0, None))
+            if source is not None:
+                self._ban(now, source, "contributed bytes to a segment that failed verification")
+        else:
+            self._keep_partial(t)
+        logger.debug("origin fetch of %d failed (%s), retry in %.2fs", t.sequence, reason, delay)
+
+    def _origin_retry_at(self, seq: int) -> float:
+        return self._origin_errors.get(seq, (0, float("-inf")))[1]
+
+    def _penalise_timeout(self, now: float, seq: int, pid: str) -> None:
+        peer = self._peers.get(pid)
+        self._failed_peers.setdefault(seq, set()).add(pid)
+        if peer is None:
+            return
+        peer.timeouts += 1
+        peer.estimator.penalise(self.config.timeout_throughput_factor)
+        if peer.timeouts >= self.config.max_timeouts:
+            self._ban(now, pid, f"{peer.timeouts} timeouts in a row")
+        else:
+            peer.blocked_until = max(peer.blocked_until, now + self.config.timeout_penalty)
+
+    def _ban(self, now: float, pid: str, why: str) -> None:
+        peer = self._peers.get(pid)
+        if peer is None:
+            return
+        logger.info("not using peer %s for %.0fs: %s", pid, self.config.ban_duration, why)
+        peer.banned_until = max(peer.banned_until, now + self.config.ban_duration)
+        peer.blocked_until = max(peer.blocked_until, peer.banned_until)
+        peer.has.clear()
+
+    def _banned(self, pid: str, now: float) -> bool:
+        peer = self._peers.get(pid)
+        return peer is not None and peer.banned_until > now
+
+    def _wake(self, when: float) -> None:
+        if self._wakeup is None or when < self._wakeup:
+            self._wakeup = when
+
+
+def hrw_score(peer_id: str, sequence: int) -> int:
+    """Rendezvous-hash weight of (peer, segment): FNV-1a 32-bit then the murmur3 finaliser.
+
+    Chosen to be ported to JS exactly (Math.imul); the finaliser fixes FNV's weak low bits.
+    """
+    h = 0x811C9DC5
+    for byte in f"{peer_id}/{sequence}".encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
