@@ -31,7 +31,7 @@ MAX_SEGMENT_NUMBER = 2**53 - 1
 SWARM_ID_LENGTH = 22
 
 #: What the signalling server accepts as a swarm id; every id made here matches it.
-SWARM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SWARM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: Longest explicit content id or rendition id accepted, in UTF-8 bytes.
 MAX_LABEL_BYTES = 1024

@@ -136,7 +136,7 @@ def _check_swarm_index(index: int) -> None:
 
 
 def _check_swarm_id(swarm: str) -> None:
-    if not isinstance(swarm, str) or not SWARM_ID_PATTERN.match(swarm):
+    if not isinstance(swarm, str) or not SWARM_ID_PATTERN.fullmatch(swarm):
         raise _fail(f"swarm id {swarm!r} does not match {SWARM_ID_PATTERN.pattern}")
 
 

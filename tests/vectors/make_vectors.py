@@ -375,6 +375,8 @@ def invalid() -> list[dict[str, Any]]:
         ("error trailing", "0205" + "00" + "00", "malformed"),
         ("join index 32", "0320" + str8("s"), "malformed"),
         ("join empty id", "0300" + "00", "malformed"),
+        # "$" in a regex matches before a final newline: ids must be checked with fullmatch.
+        ("join id with trailing newline", "0300" + str8("abc\n"), "malformed"),
         ("have_set bitmap too long", "0400" + u64(0) + u16(8193) + "00" * 8193 + "00", "too_large"),
         ("have_set bitmap truncated", "0400" + u64(0) + u16(4) + "ff", "malformed"),
         ("have_set past 2**53-1", "0400" + u64(MAX53 - 6) + u16(1) + "01" + "00", "malformed"),
