@@ -798,7 +798,8 @@ class SegmentScheduler:
     def _origin_failed(self, now: float, t: _Transfer, reason: FailureReason) -> None:
         count = self._origin_errors.get(t.sequence, (0, 0.0))[0] + 1
         cfg = self.config
-        delay = min(cfg.origin_retry_delay * 2 ** (count - 1), cfg.origin_retry_max_delay)
+        # The exponent is capped: 2 ** 1024 overflows a float after that many errors in a row.
+        delay = min(cfg.origin_retry_delay * 2 ** min(count - 1, 64), cfg.origin_retry_max_delay)
         self._origin_errors[t.sequence] = (count, now + delay)
         if reason is FailureReason.BAD_DATA:
             # The assembled segment did not verify: drop the resumed bytes and blame their peer.

@@ -458,3 +458,19 @@ def test_hrw_score_vector():
     data = json.loads((VECTORS / "hrw_score.json").read_text())
     for case in data["cases"]:
         assert hrw_score(case["peer_id"], case["sequence"]) == case["score"]
+
+
+def test_an_origin_that_keeps_failing_never_overflows_the_backoff():
+    # Regression: the retry delay was origin_retry_delay * 2 ** (errors - 1), which raises
+    # OverflowError after 1024 errors in a row on one segment (found by the JS twin).
+    s = make()
+    now, failures = 0.0, 0
+    playing_at(s, now, 0.0, 0.0)
+    for _ in range(16000):
+        for fetch in only(s.poll(now), FetchFromOrigin):
+            s.transfer_failed(now, fetch.transfer_id, FailureReason.HTTP_ERROR)
+            failures += 1
+        wake = s.next_wakeup(now)
+        now = wake if wake is not None and wake > now else now + 0.01
+    # Four segments share the failures: each has failed well over 1024 times.
+    assert failures > 4 * 1030

@@ -2,8 +2,9 @@
  * swarmcast browser client: public entry point.
  *
  * The client is shaped like p2p-media-loader: a player-agnostic core (`core/`: the wire
- * protocol codec, the per-link protocol state machine, identities; later the download
- * scheduler, segment storage, HTTP and P2P loaders) and thin player adapters (`hlsjs/`, later).
+ * protocol codec, the per-link protocol state machine, identities, the download and upload
+ * schedulers, the segment cache and throughput estimators; later the HTTP and P2P loaders) and
+ * thin player adapters (`hlsjs/`, later).
  * The core is sans-IO, a twin of the Python implementation in `peer/`, and passes the same
  * shared vectors (tests/vectors/).
  *
@@ -45,6 +46,21 @@ export {
   swarmId,
 } from './core/ids.js';
 export { sha256, sha256Sync } from './core/sha256.js';
+export {
+  DEFAULT_SCHEDULER_CONFIG,
+  FailureReason,
+  SegmentScheduler,
+  hrwScore,
+  resolveSchedulerConfig,
+} from './core/scheduler.js';
+export { DEFAULT_UPLOAD_CONFIG, UploadScheduler, resolveUploadConfig } from './core/upload.js';
+export { SegmentCache } from './core/cache.js';
+export {
+  DEFAULT_BANDWIDTH_CONFIG,
+  ThroughputEstimator,
+  TransferMeter,
+  resolveBandwidthConfig,
+} from './core/bandwidth.js';
 
 /** Version of this client (package.json), for logs and the signalling handshake. */
 export const VERSION = '0.1.0';
