@@ -429,6 +429,15 @@ class PeerProtocol:
             return None
         return len(download.buffer), download.end - download.offset
 
+    def partial_data(self, request_id: int) -> bytes:
+        """Bytes received so far by one of our requests (from its offset), ``b""`` if none.
+
+        Call it before :meth:`cancel` to keep what a peer delivered, so that the rest can be
+        fetched from the origin with a Range request instead of starting over.
+        """
+        download = self._downloads.get(request_id)
+        return bytes(download.buffer) if download is not None else b""
+
     # ---------------------------------------------------------------------------------- output
 
     def data_to_send(self, budget: int | None = None) -> list[bytes]:

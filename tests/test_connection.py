@@ -382,6 +382,20 @@ def test_holder_giving_up_mid_transfer_is_dont_have_with_progress(pair) -> None:
     assert pump(seed, viewer) == [DontHaveReceived(rid, 65527)]
 
 
+def test_partial_data_keeps_what_arrived_before_a_cancel(pair) -> None:
+    viewer, seed = pair
+    rid = viewer.request(S1, SEG)
+    pump(viewer, seed)
+    data = segment(200_000)
+    seed.send_segment(rid, data)
+    for frame in seed.data_to_send(budget=100):  # RESPONSE + one chunk
+        viewer.receive(frame)
+    assert viewer.partial_data(rid) == data[:65527]
+    viewer.cancel(rid)
+    assert viewer.partial_data(rid) == b""
+    assert viewer.partial_data(12345) == b""
+
+
 def test_data_past_the_announced_end_is_too_large(pair) -> None:
     viewer, _, rid = _start(pair, size=100)
     viewer.receive(encode(wire.Data(rid, 0, bytes(60))))

@@ -375,6 +375,19 @@ test('a holder giving up mid-transfer is DONT_HAVE with progress', () => {
   assert.deepEqual(pump(seed, viewer), [{ type: 'dontHaveReceived', requestId: rid, received: 65527 }]);
 });
 
+test('partialData keeps what arrived before a cancel', () => {
+  const [viewer, seed] = pair();
+  const rid = viewer.request(S1, SEG);
+  pump(viewer, seed);
+  const data = segment(200_000);
+  seed.sendSegment(rid, data);
+  for (const frame of seed.dataToSend(100)) viewer.receive(frame); // RESPONSE + one chunk
+  assert.deepEqual(viewer.partialData(rid), data.subarray(0, 65527));
+  viewer.cancel(rid);
+  assert.equal(viewer.partialData(rid).length, 0);
+  assert.equal(viewer.partialData(12345).length, 0);
+});
+
 test('DATA past the announced end is too_large', () => {
   const [viewer, , rid] = started(100);
   viewer.receive(encodeData(rid, 0, new Uint8Array(60)));

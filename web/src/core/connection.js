@@ -276,6 +276,18 @@ export class PeerProtocol {
     return [download.received, download.end - download.offset];
   }
 
+  /**
+   * Bytes received so far by one of our requests (from its offset); empty if none. Call it
+   * before `cancel()` to keep what a peer delivered and fetch only the rest from the origin.
+   *
+   * @param {number} requestId
+   * @returns {Uint8Array}
+   */
+  partialData(requestId) {
+    const download = this._downloads.get(requestId);
+    return download ? download.buffer.slice(0, download.received) : new Uint8Array(0);
+  }
+
   // -------------------------------------------------------------------------------- output
 
   /**
