@@ -610,9 +610,10 @@ class FollowerConfig:
     """Load ``<stem>.integrity.json`` beside the playlist to verify peers' bytes."""
     load_timeout: float = 10.0
     """Seconds a playlist or manifest load may take in all (retries included)."""
-    error_backoff: float = 1.0
-    """Seconds to wait after a failed live reload before trying again (doubles, up to the
-    target duration), so a dead origin is not hammered."""
+    error_backoff: float = 0.5
+    """Seconds to wait after a failed live reload before trying again (doubles, up to half the
+    target duration), so a dead origin is not hammered but a recovered one is noticed within
+    about half a segment: a live viewer only has a few segments of buffer to ride out an outage."""
 
 
 async def load_stream(
@@ -710,5 +711,5 @@ class RenditionFollower:
                 yield update
 
     def _error_delay(self, failures: int) -> float:
-        ceiling = self.timeline.target_duration or self.config.error_backoff
+        ceiling = max(self.config.error_backoff, (self.timeline.target_duration or 0) / 2)
         return min(ceiling, self.config.error_backoff * 2 ** (failures - 1))

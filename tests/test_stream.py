@@ -440,6 +440,21 @@ async def test_live_follow_with_the_fake_clock(tiny_sample: Path, client: Origin
         await runner.cleanup()
 
 
+async def test_failed_live_reloads_retry_within_half_a_target_duration(
+    tiny_sample: Path, client: OriginClient
+):
+    runner, base = await start_origin(OriginConfig(root=tiny_sample, port=0, live_window=3))
+    try:
+        follower = RenditionFollower(client, f"{base}/live/90p/index.m3u8")
+        await follower.refresh()
+        assert follower.timeline.target_duration == 2
+        # 0.5 s, then doubling up to half the target duration: a recovered origin is seen
+        # within about a second, while a dead one is asked at most once a second.
+        assert [follower._error_delay(n) for n in (1, 2, 3, 10)] == [0.5, 1.0, 1.0, 1.0]
+    finally:
+        await runner.cleanup()
+
+
 async def test_live_updates_poll_the_origin(tiny_sample: Path, client: OriginClient):
     runner, base = await start_origin(OriginConfig(root=tiny_sample, port=0, live_window=2))
     try:
