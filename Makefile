@@ -61,10 +61,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# npm packages for web/, then the browser bundles (web/dist) that the player pages serve.
 web-deps:
 	@if [ -f web/package.json ]; then \
 		if [ ! -d web/node_modules ] || [ web/package.json -nt web/node_modules ]; then \
-			cd web && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund) && touch node_modules; \
+			(cd web && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund) && touch node_modules); \
+		fi; \
+		if [ ! -f web/dist/swarmcast.js ] || [ -n "$$(find web/src web/scripts -newer web/dist/swarmcast.js -type f | head -1)" ]; then \
+			(cd web && npm run --silent build); \
 		fi; \
 	fi
 

@@ -38,7 +38,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("token", "swarmcast.signaling.tokens", "mint a signed join token"),
     Command("seed", "swarmcast.peer.seed", "run a Python seed peer next to an origin"),
     Command("view", "swarmcast.peer.viewer", "run a simulated viewer with a virtual player"),
-    Command("loadtest", "swarmcast.loadtest", "run many simulated viewers and report QoE"),
+    Command("loadtest", "swarmcast.loadtest.cli", "run many simulated viewers and report QoE"),
     Command("simulate", "swarmcast.sim.cli", "simulate a swarm in a discrete-event network"),
 )
 
