@@ -4,14 +4,10 @@ server restart (new peer id), relays, errors, clean close."""
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
 from conftest import free_port
 
 from swarmcast.peer.signaling_client import (
