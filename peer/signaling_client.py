@@ -397,6 +397,16 @@ class SignalingClient:
         if self.connected:
             self._spawn(self._send({"type": "stats", "swarm": swarm, **counters}))
 
+    def send_report(self, swarm: str, peer: str, reason: str) -> None:
+        """Report ``peer`` (its signalling id) for misbehaving in ``swarm`` (docs/signaling.md).
+
+        ``reason`` is ``bad-data``, ``protocol``, ``flood`` or ``unresponsive``. Best effort:
+        nothing is sent while disconnected, and the server answers nothing on success.
+        """
+        if self.connected:
+            message = {"type": "report", "swarm": swarm, "peer": peer, "reason": reason}
+            self._spawn(self._send(message))
+
     async def ping(self) -> float:
         """Round-trip time of a ping, seconds."""
         started = time.monotonic()

@@ -200,8 +200,9 @@ class PeerSwarm:
         """Record useful traffic with ``peer_id`` (keeps the link from being dropped as idle)."""
         self._useful[peer_id] = time.monotonic()
 
-    def ban(self, peer_id: str, reason: str) -> None:
-        """Refuse ``peer_id`` for ``ban_duration`` and close its link with ERROR banned."""
+    def ban(self, peer_id: str, reason: str, *, report: str = "bad-data") -> None:
+        """Refuse ``peer_id`` for ``ban_duration``, close its link with ERROR banned, and report
+        it to the signalling server (``report`` is the reason code sent there)."""
         until = time.monotonic() + self.config.ban_duration
         self.banned[peer_id] = until
         self.stats["bans"] += 1
@@ -209,7 +210,9 @@ class PeerSwarm:
         sig = self._link_sig.get(link) if link is not None else None
         if sig is not None:
             self.banned[sig] = until
-        # There is no report message in docs/signaling.md yet: the log line is the report.
+        if sig is not None:
+            for swarm in self.signaling.swarms:
+                self.signaling.send_report(swarm, sig, report)
         log.warning(
             "banning peer %s (signalling id %s) for %.0fs: %s",
             peer_id,

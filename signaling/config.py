@@ -47,6 +47,8 @@ class SignalingConfig:
     """Most WebSocket connections this node accepts; above it upgrades get HTTP 503."""
     max_connections_per_ip: int = 64
     """Most concurrent connections from one source address; above it upgrades get HTTP 429."""
+    report_threshold: int = 3
+    """Distinct members that must report a peer before it is left out of samples (0: never)."""
     max_errors: int = 10
     """Bad messages a connection may send before it is closed (code 4000)."""
     max_send_buffer: int = 1 << 20
@@ -109,6 +111,8 @@ class SignalingConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.report_threshold < 0:
+            raise ConfigError(f"report_threshold must be >= 0, got {self.report_threshold}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         if self.heartbeat_timeout < self.heartbeat_interval:

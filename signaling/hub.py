@@ -88,6 +88,10 @@ class Member:
     """Node holding the connection; None for this node."""
     counters: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     """Last cumulative stats report (http, p2p, uploaded bytes, stalls)."""
+    reported_by: set[str] | None = None
+    """Distinct members that reported this one for misbehaving (see ``report_threshold``)."""
+    quarantined: bool = False
+    """Reported by enough distinct members: no longer handed out in samples."""
 
     def public(self) -> dict[str, Any]:
         """The member as listed to other peers."""
@@ -144,6 +148,10 @@ class SwarmStats:
     """Playback stalls reported."""
     reports: int = 0
     """Stats messages received."""
+    abuse_reports: int = 0
+    """``report`` messages received (a member caught another misbehaving)."""
+    quarantined: int = 0
+    """Members taken out of samples after ``report_threshold`` distinct reports."""
 
     def add(self, delta: tuple[int, int, int, int]) -> None:
         """Add one report's increase."""
@@ -183,6 +191,16 @@ class Swarm:
         member = self.members.pop(peer, None)
         if member is None:
             return None
+        self._unpool(member)
+        return member
+
+    def quarantine(self, member: Member) -> None:
+        """Keep ``member`` in the swarm (its links may stay up) but never sample it again."""
+        member.quarantined = True
+        self._unpool(member)
+
+    def _unpool(self, member: Member) -> None:
+        peer = member.peer
         self.pool.discard(peer)
         self.seeds.discard(peer)
         for key in (member.net_key, member.ip_key):
@@ -191,7 +209,6 @@ class Swarm:
                 pool.discard(peer)
                 if not pool:
                     del self.locality[key]  # type: ignore[arg-type]
-        return member
 
 
 @dataclass(slots=True, eq=False)
@@ -253,6 +270,7 @@ class SwarmHub:
         self.connections: dict[str, Connection] = {}
         self.swarms: dict[str, Swarm] = {}
         self.counts: dict[str, int] = {}  # messages received by type, for metrics
+        self.report_reasons: dict[str, int] = {}  # report messages by reason, for metrics
         self.errors: dict[str, int] = {}  # errors sent by code, for metrics
         self._welcome_limits = {
             "max_message_bytes": config.max_message_bytes,
@@ -502,6 +520,37 @@ class SwarmHub:
         if spare >= 0 and member.role == "seed":
             member.spare = min(spare, member.capacity)
 
+    def _report(self, conn: Connection, msg: dict[str, Any], now: float, out: list[Output]) -> None:
+        """A member caught another misbehaving (bad data, protocol abuse, floods).
+
+        One report proves nothing (the reporter may lie), so a member is quarantined, i.e. left
+        out of every later sample, only once ``report_threshold`` distinct members reported it.
+        Reports about peers that already left are counted and otherwise ignored.
+        """
+        ref = m.request_id(msg)
+        try:
+            swarm_id, peer, reason = m.report_fields(msg)
+        except m.ProtocolError as exc:
+            exc.ref = ref
+            raise
+        if swarm_id not in conn.swarms:
+            raise m.ProtocolError("not-joined", f"not in swarm {swarm_id}", ref)
+        if peer == conn.id:
+            raise m.ProtocolError("bad-message", "a peer cannot report itself", ref)
+        swarm = self.swarms[swarm_id]
+        swarm.stats.abuse_reports += 1
+        self.report_reasons[reason] = self.report_reasons.get(reason, 0) + 1
+        member = swarm.members.get(peer)
+        threshold = self.config.report_threshold
+        if member is None or member.quarantined or threshold <= 0:
+            return
+        if member.reported_by is None:
+            member.reported_by = set()
+        member.reported_by.add(conn.id)
+        if len(member.reported_by) >= threshold:
+            swarm.quarantine(member)
+            swarm.stats.quarantined += 1
+
     def _ping(self, conn: Connection, msg: dict[str, Any], now: float, out: list[Output]) -> None:
         reply: dict[str, Any] = {"type": "pong"}
         ref = m.request_id(msg)
@@ -515,6 +564,7 @@ class SwarmHub:
         "leave": _leave_msg,
         "stats": _stats,
         "ping": _ping,
+        "report": _report,
     }
 
     # ------------------------------------------------------------- introduction policy
@@ -621,6 +671,8 @@ class SwarmHub:
                 "uploaded_bytes": row[2],
                 "stalls": row[3],
                 "reports": row[4],
+                "abuse_reports": s.abuse_reports,
+                "quarantined": s.quarantined,
                 "offload": round(row[1] / delivered, 4) if delivered else None,
             }
         return out

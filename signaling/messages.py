@@ -67,7 +67,9 @@ MAX_SDP_LEN: Final = 60000
 MAX_CANDIDATE_LEN: Final = 1024
 MAX_COUNTER: Final = 1 << 53  # exact in a JS number
 ROLES: Final = ("viewer", "seed")
-MESSAGE_TYPES: Final = ("hello", "join", "leave", "signal", "stats", "ping")
+MESSAGE_TYPES: Final = ("hello", "join", "leave", "signal", "stats", "ping", "report")
+#: Why a peer reports another (``report`` message).
+REPORT_REASONS: Final = ("bad-data", "protocol", "flood", "unresponsive")
 
 
 class ProtocolError(Exception):
@@ -205,6 +207,18 @@ def stats_counters(message: dict[str, Any]) -> tuple[int, int, int, int]:
             raise ProtocolError("bad-stats", f"{name} must be an integer in 0..2^53")
         values.append(value)
     return values[0], values[1], values[2], values[3]
+
+
+def report_fields(message: dict[str, Any]) -> tuple[str, str, str]:
+    """``(swarm, peer, reason)`` of a ``report``: a member the sender caught misbehaving."""
+    swarm = swarm_field(message)
+    peer = message.get("peer")
+    if not isinstance(peer, str) or PEER_ID_RE.fullmatch(peer) is None:
+        raise ProtocolError("bad-message", "peer must be a peer id")
+    reason = message.get("reason")
+    if reason not in REPORT_REASONS:
+        raise ProtocolError("bad-message", f"reason must be one of {', '.join(REPORT_REASONS)}")
+    return swarm, peer, reason
 
 
 def error(code: str, message: str, ref: Any = None) -> dict[str, Any]:

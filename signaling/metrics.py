@@ -33,6 +33,14 @@ class _HubCollector(Collector):
         for code, count in sorted(self.hub.errors.items()):
             errors.add_metric([code], count)
         yield errors
+        reports = CounterMetricFamily(
+            "swarmcast_signal_abuse_reports",
+            "Peers reported by other peers for misbehaving, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.hub.report_reasons.items()):
+            reports.add_metric([reason], count)
+        yield reports
 
 
 class SignalingMetrics:

@@ -5,12 +5,9 @@ Run inside the test namespace: ``tests/netns-run .venv/bin/pytest tests/test_pee
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
 from peer_helpers import lab, play
 
 from swarmcast.peer.protocol import Role

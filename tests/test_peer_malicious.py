@@ -6,12 +6,9 @@ Run inside the test namespace: ``tests/netns-run .venv/bin/pytest tests/test_pee
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
 from peer_helpers import lab, play
 
 from swarmcast.peer.agent import PeerAgent
@@ -27,6 +24,7 @@ from swarmcast.peer.ids import SegmentKey
 from swarmcast.peer.integrity_check import Verdict
 from swarmcast.peer.link import PeerLink
 from swarmcast.peer.protocol import Role
+from swarmcast.signaling.server import SERVER
 
 pytestmark = pytest.mark.netns
 
@@ -109,6 +107,8 @@ async def test_malicious_peer_is_banned_and_its_data_never_used(
         liar_id = liar.swarm.local_id
         banned = [liar_id in v.swarm.banned for v in viewers]
         linked_to_liar = [liar_id in v.swarm.links for v in viewers]
+        hub = the_lab.signal_runner.app[SERVER].hub
+        abuse = sum(row["abuse_reports"] for row in hub.swarm_stats().values())
         caches = []
         for v in viewers:
             st = next(iter(v.states.values()))
@@ -118,6 +118,8 @@ async def test_malicious_peer_is_banned_and_its_data_never_used(
     assert LyingSeed.served > 0, "the liar was never asked: the test proves nothing"
     assert Flooder.requests > 100
     assert any(q.p2p_rejected_bytes > 0 for q in reports)
+    # Every ban was reported to the signalling server (docs/signaling.md, "report").
+    assert abuse >= sum(banned) > 0
     for q, was_banned, linked in zip(reports, banned, linked_to_liar, strict=True):
         assert q.stalls == 0, q
         assert q.played_time > 10.0

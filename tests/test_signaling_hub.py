@@ -314,3 +314,62 @@ def test_unknown_peer_races_do_not_count_towards_closing() -> None:
         d.send(a, {"type": "signal", "to": "departed-peer-01", "swarm": "s1", "data": OFFER})
     assert [x["code"] for x in d.drain(a)] == ["unknown-peer"] * 10
     assert a not in d.closed
+
+
+def test_reports_quarantine_a_peer_only_after_enough_distinct_reporters() -> None:
+    d = HubDriver(report_threshold=3)
+    bad = d.connect()
+    d.join(bad)
+    reporters = [d.connect() for _ in range(3)]
+    for r in reporters:
+        d.join(r)
+        d.drain(r)
+
+    def sampled() -> bool:
+        newcomer = d.connect()
+        ids = [x["peer"] for x in d.join(newcomer)["peers"]]
+        d.send(newcomer, {"type": "leave", "swarm": "s1"})
+        return bad in ids
+
+    # One reporter repeating itself proves nothing: it may be the liar.
+    for _ in range(5):
+        d.send(reporters[0], {"type": "report", "swarm": "s1", "peer": bad, "reason": "bad-data"})
+    d.send(reporters[1], {"type": "report", "swarm": "s1", "peer": bad, "reason": "protocol"})
+    assert not [x for x in d.drain(reporters[0]) if x["type"] == "error"]
+    assert sampled()
+    d.send(reporters[2], {"type": "report", "swarm": "s1", "peer": bad, "reason": "bad-data"})
+    assert not sampled()
+    stats = d.hub.swarm_stats()["s1"]
+    assert stats["abuse_reports"] == 7 and stats["quarantined"] == 1
+    assert d.hub.report_reasons == {"bad-data": 6, "protocol": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"reason": "rude"}, "bad-message"),
+        ({"peer": 42}, "bad-message"),
+        ({"swarm": "other"}, "not-joined"),
+        ({"swarm": "bad swarm"}, "bad-swarm"),
+    ],
+)
+def test_bad_reports_get_a_clear_error(change: dict, code: str) -> None:
+    d = HubDriver()
+    a, b = d.connect(), d.connect()
+    d.join(a)
+    d.join(b)
+    d.drain(a)
+    d.send(a, {"type": "report", "swarm": "s1", "peer": b, "reason": "bad-data", **change})
+    assert d.pop(a)["code"] == code
+
+
+def test_reporting_yourself_or_a_departed_peer() -> None:
+    d = HubDriver()
+    a = d.connect()
+    d.join(a)
+    d.send(a, {"type": "report", "swarm": "s1", "peer": a, "reason": "flood"})
+    assert d.pop(a)["code"] == "bad-message"
+    # A peer that already left is counted, silently: bans often race departures.
+    d.send(a, {"type": "report", "swarm": "s1", "peer": "GoneGoneGone0000", "reason": "flood"})
+    assert d.drain(a) == []
+    assert d.hub.swarm_stats()["s1"]["abuse_reports"] == 1
