@@ -17,6 +17,7 @@ from swarmcast.signaling.config import (
     add_config_arguments,
     config_from_args,
 )
+from swarmcast.signaling.pages import add_pages
 from swarmcast.signaling.server import create_app
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def serve(config: SignalingConfig) -> None:
 
         bus = RedisBus(config)
     app = create_app(config, bus=bus)
+    add_pages(app)  # /watch, / and the static files the player page needs
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=4096)
