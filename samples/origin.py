@@ -466,7 +466,13 @@ async def _send_paced(
             delay = max(delay, bucket.reserve(len(part), time.monotonic()))
         if delay > 0:
             await asyncio.sleep(delay)
-        await response.write(part)
+        try:
+            await response.write(part)
+        except ConnectionResetError:
+            # The client went away mid-body (a viewer switched or closed): normal, and what was
+            # written so far is already counted.
+            log.debug("client left during %s after %d bytes", path, offset)
+            return response
         state.counters.sent(mode, path, resolved.kind, len(part))
     await response.write_eof()
     return response

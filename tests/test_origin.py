@@ -260,3 +260,18 @@ async def test_total_bandwidth_is_shared(make_client, tiny_sample: Path):
 def test_missing_folder_is_a_clear_error(tmp_path: Path):
     with pytest.raises(OriginError, match="swarmcast sample"):
         create_app(OriginConfig(root=tmp_path / "nope"))
+
+
+async def test_client_leaving_a_paced_response_counts_what_went_out(make_client, tiny_sample: Path):
+    import asyncio
+
+    client = await make_client(faults=FaultConfig(bandwidth=50_000))
+    size = (tiny_sample / "180p" / "seg-00000.ts").stat().st_size
+    resp = await client.get("/vod/180p/seg-00000.ts")
+    await resp.content.readexactly(16384)
+    resp.close()  # the viewer gives up mid-body
+    await asyncio.sleep(0.8)
+    stats = await (await client.get("/_origin/stats")).json()
+    sent = stats["paths"]["/vod/180p/seg-00000.ts"]["bytes"]
+    assert 16384 <= sent < size
+    assert (await client.get("/vod/master.m3u8")).status == 200
