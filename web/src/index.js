@@ -62,6 +62,21 @@ export {
   resolveBandwidthConfig,
 } from './core/bandwidth.js';
 
+export { SignalingClient, SignalingError, resolveSignalingConfig } from './core/signaling-client.js';
+export { CHANNEL_LABEL, DEFAULT_SWARM_CONFIG, PeerLink, PeerSwarm, resolveSwarmConfig } from './core/swarm.js';
+export {
+  IntegrityError,
+  IntegrityStore,
+  Verdict,
+  checkBytes,
+  manifestUrlFor,
+  parseManifest,
+} from './core/integrity.js';
+export { HttpError, httpFetch } from './core/http-loader.js';
+export { DEFAULT_ENGINE_OPTIONS, P2PEngine, resolveEngineOptions } from './core/engine.js';
+export { HlsjsAdapter, createFragmentLoader } from './hlsjs/index.js';
+export { SwarmcastPlayer, attach } from './embed.js';
+
 /** Version of this client (package.json), for logs and the signalling handshake. */
 export const VERSION = '0.1.0';
 /** Wire protocol version spoken: "major.minor". */
