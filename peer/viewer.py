@@ -1,6 +1,7 @@
 """``swarmcast view URL``: a simulated viewer — a virtual player fed by the swarm and the origin.
 
-The viewer plays one rendition with a :class:`VirtualPlayer` (playhead in real time, startup,
+The viewer plays one rendition (or, with ``--abr``, switches between the variants by measured
+throughput) with a :class:`VirtualPlayer` (playhead in real time, startup,
 stalls) and records QoE: startup time, stalls and their duration, bytes from HTTP and from
 peers, bytes uploaded, distance to the live edge. It is what the load test runs by the hundred,
 so it is one asyncio task tree that sleeps until something is due. At the end it prints a
@@ -41,7 +42,10 @@ class ViewerConfig:
     signaling_url: str | None = None
     """Signalling WebSocket URL; None = plain HTTP (a baseline without P2P)."""
     rendition: str | None = None
-    """Rendition id to play; None = the first variant."""
+    """Rendition id to play (to start on, with ``abr``); None = the first variant (the lowest
+    with ``abr``)."""
+    abr: bool = False
+    """Switch renditions by measured download throughput (HTTP and peers together)."""
     max_peers: int = 10
     """Most peers connected at once."""
     cache_bytes: int = 64 * 1024 * 1024
@@ -74,7 +78,7 @@ class ViewerConfig:
             token=self.token,
             upload=UploadConfig(enabled=self.upload, rate_limit_bps=self.upload_rate),
             swarm=SwarmConfig(max_peers=self.max_peers, upload_enabled=self.upload),
-            player=PlayerConfig(startup_buffer=self.startup_buffer),
+            player=PlayerConfig(startup_buffer=self.startup_buffer, abr=self.abr),
             **self.extra,  # type: ignore[arg-type]
         )
 
@@ -105,6 +109,7 @@ def summary(qoe: QoE) -> str:
         f"from peers   {qoe.p2p_bytes / 1e6:.2f} MB (offload {qoe.offload:.1%})",
         f"uploaded     {qoe.uploaded_bytes / 1e6:.2f} MB",
         f"rejected     {qoe.p2p_rejected_bytes} B from peers that failed integrity",
+        f"switches     {qoe.switches} rendition switches (ABR)",
     ]
     if latency is not None:
         lines.append(f"live latency {latency:.1f} s behind the edge")
@@ -115,7 +120,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``swarmcast view``."""
     parser.add_argument("url", help="master playlist URL")
     parser.add_argument("--signal", default=None, help="signalling URL (omit: HTTP only)")
-    parser.add_argument("--rendition", default=None, help="rendition id (default: first variant)")
+    parser.add_argument(
+        "--rendition",
+        default=None,
+        help="rendition id to play, or to start on with --abr (default: first variant; the "
+        "lowest with --abr)",
+    )
+    parser.add_argument(
+        "--abr",
+        action="store_true",
+        help="switch renditions by measured throughput (HTTP and peers together)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to watch")
     parser.add_argument("--json", type=Path, default=None, help="write the QoE as JSON here")
     parser.add_argument("--max-peers", type=int, default=10, help="peers at once (default 10)")
@@ -143,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             url=args.url,
             signaling_url=args.signal,
             rendition=args.rendition,
+            abr=args.abr,
             max_peers=args.max_peers,
             cache_bytes=args.cache_mb * 1024 * 1024,
             upload=not args.no_upload,
