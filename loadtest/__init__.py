@@ -1,1 +1,1 @@
-"""swarmcast loadtest: many simulated viewers against a signalling server and an origin, with a QoE report."""
+"""swarmcast loadtest: many simulated viewers against an origin and a signalling server."""
