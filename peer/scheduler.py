@@ -298,6 +298,7 @@ class SegmentScheduler:
         # Playback: position at time _t_ref, and whether it advances.
         self._t_ref = 0.0
         self._position = 0.0
+        self._beyond_horizon: float | None = None  # start of the first segment past prefetch
         self._buffered_until = 0.0
         self._rate = 1.0
         self._playing = False
@@ -607,12 +608,19 @@ class SegmentScheduler:
 
     # ----------------------------------------------------------------- internals: new fetches
 
-    def _needed(self) -> list[int]:
-        horizon = self._position + self.config.prefetch_seconds
+    def _needed(self, now: float) -> list[int]:
+        # The window moves with the playhead extrapolated to `now`, as deadlines do, so an
+        # adapter that polls without a fresh set_playback still sees segments enter it.
+        playhead = self._position
+        if self._playing:
+            playhead += max(0.0, now - self._t_ref) * self._rate
+        horizon = playhead + self.config.prefetch_seconds
         out = []
+        self._beyond_horizon = None
         for seq in self._order:
             seg = self._segments[seq]
             if seg.start > horizon:
+                self._beyond_horizon = seg.start
                 break
             if (
                 seg.end <= self._buffered_until + BUFFER_TOLERANCE
@@ -631,7 +639,7 @@ class SegmentScheduler:
         http_slots = cfg.max_parallel_http - sum(
             1 for t in self._transfers.values() if t.peer_id is None and t.reason != "deadline"
         )
-        for seq in self._needed():
+        for seq in self._needed(now):
             self._first_wanted.setdefault(seq, now)
             size = self.segment_size(seq)
             offset = self._partial.get(seq, (0, None))[0]
@@ -655,6 +663,12 @@ class SegmentScheduler:
             if http_slots > 0 and now >= retry_at and self._should_bootstrap(now, seq):
                 actions.append(self._start_origin(now, seq, "bootstrap"))
                 http_slots -= 1
+        if self._playing and self._beyond_horizon is not None:
+            # Wake when the next segment enters the prefetch window: without it, a VOD viewer
+            # that receives no events would only fetch it once the player stalls (found by the
+            # simulator).
+            lead = self._beyond_horizon - self.config.prefetch_seconds - self._position
+            self._wake(self._t_ref + lead / self._rate)
 
     def _try_peer(self, now: float, seq: int, size: int, budget: float) -> FetchFromPeer | None:
         cfg = self.config

@@ -35,11 +35,14 @@ class UploadConfig:
     burst_seconds: float = 0.25
     """Bucket depth in seconds of ``rate_limit_bps`` (never less than one chunk)."""
 
-    max_concurrent: int = 4
-    """Requests being sent at the same time."""
+    max_concurrent: int = 1
+    """Requests being sent at the same time. One at a time finishes each segment sooner, so the
+    receiver can re-share it sooner: store-and-forward spreads faster than parallel trickles
+    (the simulator measured 66 % -> 81 % offload at 200-1000 viewers, docs/simulation.md)."""
 
-    max_queued: int = 16
-    """Accepted requests waiting for a sending slot; beyond that the answer is ``Busy``."""
+    max_queued: int = 2
+    """Accepted requests waiting for a sending slot; beyond that the answer is ``Busy`` and the
+    requester asks another holder: a short queue spreads load over the swarm."""
 
     chunk_size: int = 64 * 1024
     """Bytes per :class:`SendChunk` (64 KiB is the interoperable data-channel message size)."""

@@ -112,12 +112,16 @@ def test_slow_p2p_transfer_switches_to_origin_with_range_resume():
     received = 30_000
     # Last safe moment for HTTP: the deadline minus the notice the remaining 70 kB need.
     switch_at = 4.0 - ((0.25 + (SIZE - received) / 500_000) * 1.5 + 1.0)  # 2.415
-    assert s.next_wakeup(1.8) == pytest.approx(switch_at, abs=1e-3)
+    # Segment 3 (start 6.0) enters the 4 s prefetch window at t=2.0: it has a wakeup of its own.
+    assert s.next_wakeup(1.8) == pytest.approx(2.0)
+    s.set_playback(2.0, 2.0, 4.0)
+    assert not [a for a in s.poll(2.0) if getattr(a, "sequence", None) == 2]
+    assert s.next_wakeup(2.0) == pytest.approx(switch_at, abs=1e-3)
     s.set_playback(switch_at, switch_at, 4.0)
-    actions = s.poll(switch_at)
+    actions = [a for a in s.poll(switch_at) if getattr(a, "sequence", 2) == 2]
     assert actions == [
         CancelTransfer(fetch.transfer_id, "switch"),
-        FetchFromOrigin(fetch.transfer_id + 1, 2, received, "switch"),
+        FetchFromOrigin(actions[1].transfer_id, 2, received, "switch"),
     ]
     assert s.stats.switches == 1
 
@@ -458,6 +462,21 @@ def test_hrw_score_vector():
     data = json.loads((VECTORS / "hrw_score.json").read_text())
     for case in data["cases"]:
         assert hrw_score(case["peer_id"], case["sequence"]) == case["score"]
+
+
+def test_a_vod_viewer_with_no_events_still_prefetches_on_time():
+    # Regression (found by the simulator): with nothing arriving, next_wakeup() was None while
+    # the next segment was about to enter the prefetch window, so it was fetched only once the
+    # player had stalled. Now the scheduler wakes when it enters, even without set_playback.
+    s = make(count=8, prefetch_seconds=4.0)
+    playing_at(s, 0.0, 0.0, 4.0)  # segments 0 and 1 buffered; 2 (start 4.0) is in the window
+    (fetch,) = only(s.poll(0.0), FetchFromOrigin)
+    assert fetch.sequence == 2
+    s.transfer_done(1.0, fetch.transfer_id)
+    s.segment_stored(2)
+    assert s.poll(1.0) == []
+    assert s.next_wakeup(1.0) == pytest.approx(2.0)  # segment 3 (start 6.0) enters at t=2.0
+    assert only(s.poll(2.0), FetchFromOrigin, 3)
 
 
 def test_an_origin_that_keeps_failing_never_overflows_the_backoff():

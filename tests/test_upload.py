@@ -15,13 +15,16 @@ from swarmcast.peer.upload import (
 
 KIB = 1024
 
+#: The queue shape most tests exercise (the defaults are 1 sending and 2 queued).
+WIDE = {"max_concurrent": 4, "max_queued": 16}
+
 
 def chunks(actions):
     return [a for a in actions if isinstance(a, SendChunk)]
 
 
 def test_unlimited_sends_everything_in_chunks():
-    up = UploadScheduler(UploadConfig(chunk_size=64 * KIB))
+    up = UploadScheduler(UploadConfig(**WIDE, chunk_size=64 * KIB))
     assert up.offer(0.0, 1, "a", 7, 150 * KIB, 5.0) == Accept(1)
     out = chunks(up.poll(0.0))
     assert [(c.offset, c.nbytes, c.last) for c in out] == [
@@ -34,7 +37,7 @@ def test_unlimited_sends_everything_in_chunks():
 
 
 def test_earliest_deadline_first():
-    up = UploadScheduler(UploadConfig(chunk_size=10))
+    up = UploadScheduler(UploadConfig(**WIDE, chunk_size=10))
     up.offer(0.0, 1, "late", 1, 10, 9.0)
     up.offer(0.0, 2, "soon", 2, 10, 3.0)
     up.offer(0.0, 3, "none", 3, 10, None)
@@ -42,7 +45,7 @@ def test_earliest_deadline_first():
 
 
 def test_max_bytes_bounds_one_poll():
-    up = UploadScheduler(UploadConfig(chunk_size=100))
+    up = UploadScheduler(UploadConfig(**WIDE, chunk_size=100))
     up.offer(0.0, 1, "a", 1, 1000)
     out = chunks(up.poll(0.0, max_bytes=250))
     assert sum(c.nbytes for c in out) == 250
@@ -62,7 +65,7 @@ def test_busy_when_slots_and_queue_are_full():
 
 
 def test_refuses_a_deadline_it_cannot_meet_under_the_cap():
-    cfg = UploadConfig(rate_limit_bps=100_000, chunk_size=10_000, burst_seconds=0.25)
+    cfg = UploadConfig(**WIDE, rate_limit_bps=100_000, chunk_size=10_000, burst_seconds=0.25)
     up = UploadScheduler(cfg)  # 25 kB of burst, then 100 kB/s
     assert isinstance(up.offer(0.0, 1, "a", 1, 200_000, 2.5), Accept)  # done at 1.75 s
     assert isinstance(up.offer(0.0, 2, "b", 2, 300_000, 1.0), Busy)  # cannot make it alone
@@ -86,7 +89,7 @@ def test_queued_request_past_its_deadline_is_dropped():
 
 
 def test_cancel_and_cancel_peer():
-    up = UploadScheduler()
+    up = UploadScheduler(UploadConfig(**WIDE))
     up.offer(0.0, 1, "a", 1, 10)
     up.offer(0.0, 2, "b", 1, 10)
     up.offer(0.0, 3, "a", 2, 10)
@@ -96,18 +99,20 @@ def test_cancel_and_cancel_peer():
 
 
 def test_bad_requests_raise_clear_errors():
-    up = UploadScheduler()
+    up = UploadScheduler(UploadConfig(**WIDE))
     with pytest.raises(ValueError, match="negative size"):
         up.offer(0.0, 1, "a", 1, -5)
     up.offer(0.0, 1, "a", 1, 5)
     with pytest.raises(ValueError, match="already in use"):
         up.offer(0.0, 1, "a", 1, 5)
     with pytest.raises(ValueError):
-        UploadConfig(rate_limit_bps=0)
+        UploadConfig(**WIDE, rate_limit_bps=0)
 
 
 def test_next_wakeup_follows_the_bucket():
-    up = UploadScheduler(UploadConfig(rate_limit_bps=10_000, chunk_size=5_000, burst_seconds=0))
+    up = UploadScheduler(
+        UploadConfig(**WIDE, rate_limit_bps=10_000, chunk_size=5_000, burst_seconds=0)
+    )
     up.offer(0.0, 1, "a", 1, 20_000)
     assert sum(c.nbytes for c in chunks(up.poll(0.0))) == 5_000  # the bucket holds one chunk
     assert up.next_wakeup(0.0) == pytest.approx(0.5)
@@ -153,3 +158,10 @@ def test_rate_cap_and_concurrency_respected(rate, chunk, concurrent, requests, s
                 assert len(started - finished) <= concurrent
         # Token bucket: never more than the burst plus the rate times the elapsed time.
         assert sent <= burst + rate * now + 1e-6
+
+
+def test_defaults_send_one_at_a_time_and_answer_busy_beyond_two_waiting():
+    up = UploadScheduler(UploadConfig(chunk_size=10))
+    decisions = [up.offer(0.0, rid, "p", rid, 100, None) for rid in range(1, 5)]
+    assert [type(d).__name__ for d in decisions] == ["Accept", "Accept", "Accept", "Busy"]
+    assert {c.request_id for c in chunks(up.poll(0.0, max_bytes=50))} == {1}

@@ -100,13 +100,18 @@ describe('deadline rule', () => {
     }
     const received = 30_000;
     const switchAt = 4.0 - ((0.25 + (SIZE - received) / 500_000) * 1.5 + 1.0);
-    assert.ok(Math.abs(s.nextWakeup(1.8) - switchAt) < 1e-3);
+    // Segment 3 (start 6.0) enters the 4 s prefetch window at t=2.0: a wakeup of its own.
+    assert.ok(Math.abs(s.nextWakeup(1.8) - 2.0) < 1e-9);
+    s.setPlayback(2.0, 2.0, 4.0);
+    assert.deepEqual(s.poll(2.0).filter((a) => a.sequence === 2), []);
+    assert.ok(Math.abs(s.nextWakeup(2.0) - switchAt) < 1e-3);
     s.setPlayback(switchAt, switchAt, 4.0);
-    assert.deepEqual(s.poll(switchAt), [
+    const actions = s.poll(switchAt).filter((a) => (a.sequence ?? 2) === 2);
+    assert.deepEqual(actions, [
       { type: 'cancelTransfer', transferId: fetch.transferId, reason: 'switch' },
       {
         type: 'fetchFromOrigin',
-        transferId: fetch.transferId + 1,
+        transferId: actions[1].transferId,
         sequence: 2,
         offset: received,
         reason: 'switch',
@@ -213,9 +218,13 @@ describe('peer choice', () => {
     assert.equal(f1.peerId, 'a');
     s.transferFailed(0.1, f1.transferId, FailureReason.BUSY, 2.0);
     assert.deepEqual(only(s.poll(0.1), 'fetchFromPeer', 4), []);
-    assert.ok(Math.abs(s.nextWakeup(0.1) - 2.1) < 1e-9); // when 'a' may be asked again
+    // Segment 5 enters the 8 s window at t=2.0; 'a' may be asked again at 2.1, not before.
+    assert.ok(Math.abs(s.nextWakeup(0.1) - 2.0) < 1e-9);
+    s.setPlayback(2.0, 2.0, 8.0);
+    assert.deepEqual(only(s.poll(2.0), 'fetchFromPeer', 4), []);
+    assert.ok(Math.abs(s.nextWakeup(2.0) - 2.1) < 1e-9);
     s.peerHas('b', [4]);
-    assert.equal(only(s.poll(0.2), 'fetchFromPeer', 4)[0].peerId, 'b');
+    assert.equal(only(s.poll(2.05), 'fetchFromPeer', 4)[0].peerId, 'b');
   });
 
   test('dont_have forgets the claim', () => {

@@ -7,11 +7,13 @@ import { UploadScheduler, resolveUploadConfig } from '../src/core/upload.js';
 import { fuzzSeed, rng } from './helpers.js';
 
 const KIB = 1024;
+/** The queue shape most tests exercise (the defaults are 1 sending and 2 queued). */
+const WIDE = { maxConcurrent: 4, maxQueued: 16 };
 const chunks = (actions) => actions.filter((a) => a.type === 'sendChunk');
 
 describe('UploadScheduler', () => {
   test('unlimited: everything goes out in chunks', () => {
-    const up = new UploadScheduler({ chunkSize: 64 * KIB });
+    const up = new UploadScheduler({ ...WIDE, chunkSize: 64 * KIB });
     assert.deepEqual(up.offer(0.0, 1, 'a', 7, 150 * KIB, 5.0), { type: 'accept', requestId: 1 });
     const out = chunks(up.poll(0.0));
     assert.deepEqual(
@@ -29,7 +31,7 @@ describe('UploadScheduler', () => {
   });
 
   test('earliest deadline first, no deadline last', () => {
-    const up = new UploadScheduler({ chunkSize: 10 });
+    const up = new UploadScheduler({ ...WIDE, chunkSize: 10 });
     up.offer(0.0, 1, 'late', 1, 10, 9.0);
     up.offer(0.0, 2, 'soon', 2, 10, 3.0);
     up.offer(0.0, 3, 'none', 3, 10, null);
@@ -40,7 +42,7 @@ describe('UploadScheduler', () => {
   });
 
   test('equal deadlines go by request id', () => {
-    const up = new UploadScheduler({ chunkSize: 10 });
+    const up = new UploadScheduler({ ...WIDE, chunkSize: 10 });
     up.offer(0.0, 9, 'a', 1, 10, 3.0);
     up.offer(0.0, 4, 'b', 2, 10, 3.0);
     up.offer(0.0, 7, 'c', 3, 10);
@@ -52,7 +54,7 @@ describe('UploadScheduler', () => {
   });
 
   test('maxBytes bounds one poll', () => {
-    const up = new UploadScheduler({ chunkSize: 100 });
+    const up = new UploadScheduler({ ...WIDE, chunkSize: 100 });
     up.offer(0.0, 1, 'a', 1, 1000);
     const out = chunks(up.poll(0.0, 250));
     assert.equal(
@@ -99,7 +101,7 @@ describe('UploadScheduler', () => {
   });
 
   test('refuses a deadline it cannot meet under the cap, and keeps its promises', () => {
-    const config = { rateLimitBps: 100_000, chunkSize: 10_000, burstSeconds: 0.25 };
+    const config = { ...WIDE, rateLimitBps: 100_000, chunkSize: 10_000, burstSeconds: 0.25 };
     const up = new UploadScheduler(config);
     // 25 kB of burst, then 100 kB/s.
     assert.equal(up.offer(0.0, 1, 'a', 1, 200_000, 2.5).type, 'accept'); // done at 1.75 s
@@ -132,7 +134,7 @@ describe('UploadScheduler', () => {
   });
 
   test('cancel and cancelPeer', () => {
-    const up = new UploadScheduler();
+    const up = new UploadScheduler(WIDE);
     up.offer(0.0, 1, 'a', 1, 10);
     up.offer(0.0, 2, 'b', 1, 10);
     up.offer(0.0, 3, 'a', 2, 10);
@@ -144,7 +146,7 @@ describe('UploadScheduler', () => {
   });
 
   test('bad requests and configs raise clear errors', () => {
-    const up = new UploadScheduler();
+    const up = new UploadScheduler(WIDE);
     assert.throws(() => up.offer(0.0, 1, 'a', 1, -5), /negative or non-integer size/);
     assert.throws(() => up.offer(0.0, 1, 'a', 1, 1.5), /negative or non-integer size/);
     up.offer(0.0, 1, 'a', 1, 5);
@@ -157,7 +159,7 @@ describe('UploadScheduler', () => {
   });
 
   test('nextWakeup follows the bucket', () => {
-    const up = new UploadScheduler({ rateLimitBps: 10_000, chunkSize: 5_000, burstSeconds: 0 });
+    const up = new UploadScheduler({ ...WIDE, rateLimitBps: 10_000, chunkSize: 5_000, burstSeconds: 0 });
     up.offer(0.0, 1, 'a', 1, 20_000);
     const sent = (actions) => chunks(actions).reduce((n, c) => n + c.nbytes, 0);
     assert.equal(sent(up.poll(0.0)), 5_000); // the bucket holds one chunk
@@ -215,4 +217,11 @@ describe('UploadScheduler', () => {
     }
     assert.ok(total > 0, `seed ${seed}: nothing was ever sent, the check checked nothing`);
   });
+});
+
+test('defaults: one request sent at a time, busy beyond two waiting', () => {
+  const up = new UploadScheduler({ chunkSize: 10 });
+  const answers = [1, 2, 3, 4].map((rid) => up.offer(0.0, rid, 'p', rid, 100, null).type);
+  assert.deepEqual(answers, ['accept', 'accept', 'accept', 'busy']);
+  assert.deepEqual([...new Set(chunks(up.poll(0.0, 50)).map((c) => c.requestId))], [1]);
 });

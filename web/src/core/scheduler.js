@@ -333,6 +333,8 @@ export class SegmentScheduler {
     this._wakeup = null;
     // Playback: position at time _tRef, and whether it advances.
     this._tRef = 0;
+    /** @type {number|null} start of the first segment past the prefetch window */
+    this._beyondHorizon = null;
     this._position = 0;
     this._bufferedUntil = 0;
     this._rate = 1;
@@ -798,12 +800,20 @@ export class SegmentScheduler {
   // ------------------------------------------------------------------ internals: new fetches
 
   /** @returns {number[]} sequences the player will need that nothing brings in yet */
-  _needed() {
-    const horizon = this._position + this.config.prefetchSeconds;
+  _needed(now) {
+    // The window moves with the playhead extrapolated to `now`, as deadlines do, so an adapter
+    // that polls without a fresh setPlayback still sees segments enter it.
+    let playhead = this._position;
+    if (this._playing) playhead += Math.max(0, now - this._tRef) * this._rate;
+    const horizon = playhead + this.config.prefetchSeconds;
     const out = [];
+    this._beyondHorizon = null;
     for (const seq of this._order) {
       const seg = this._segment(seq);
-      if (seg.start > horizon) break;
+      if (seg.start > horizon) {
+        this._beyondHorizon = seg.start;
+        break;
+      }
       if (
         segmentEnd(seg) <= this._bufferedUntil + BUFFER_TOLERANCE ||
         this._stored.has(seq) ||
@@ -828,7 +838,7 @@ export class SegmentScheduler {
       if (t.peerId !== null) p2pSlots -= 1;
       else if (t.reason !== 'deadline') httpSlots -= 1;
     }
-    for (const seq of this._needed()) {
+    for (const seq of this._needed(now)) {
       if (!this._firstWanted.has(seq)) this._firstWanted.set(seq, now);
       const size = this.segmentSize(seq);
       const offset = this._partial.get(seq)?.[0] ?? 0;
@@ -853,6 +863,12 @@ export class SegmentScheduler {
         actions.push(this._startOrigin(now, seq, 'bootstrap'));
         httpSlots -= 1;
       }
+    }
+    if (this._playing && this._beyondHorizon !== null) {
+      // Wake when the next segment enters the prefetch window: without it, a VOD viewer that
+      // receives no events would only fetch it once the player stalls.
+      const lead = this._beyondHorizon - this.config.prefetchSeconds - this._position;
+      this._wake(this._tRef + lead / this._rate);
     }
   }
 

@@ -39,9 +39,9 @@ import { resolveOptions } from './bandwidth.js';
  *   data channel paces itself (null).
  * @property {number} burstSeconds bucket depth in seconds of `rateLimitBps`, never less than
  *   one chunk (0.25).
- * @property {number} maxConcurrent requests being sent at the same time (4).
+ * @property {number} maxConcurrent requests being sent at the same time (1).
  * @property {number} maxQueued accepted requests waiting for a sending slot; beyond that the
- *   answer is `busy` (16).
+ *   answer is `busy` (2).
  * @property {number} chunkSize bytes per `sendChunk`; 64 KiB is the interoperable data-channel
  *   message size (65536).
  * @property {number} busyRetryAfter `retryAfter` of a busy answer when no better estimate
@@ -55,8 +55,8 @@ export const DEFAULT_UPLOAD_CONFIG = Object.freeze({
   enabled: true,
   rateLimitBps: null,
   burstSeconds: 0.25,
-  maxConcurrent: 4,
-  maxQueued: 16,
+  maxConcurrent: 1,
+  maxQueued: 2,
   chunkSize: 64 * 1024,
   busyRetryAfter: 1.0,
   refuseLate: true,
