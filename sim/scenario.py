@@ -80,7 +80,10 @@ class Mixture:
         if isinstance(value, str):
             return cls.parse(value)
         if isinstance(value, list) and all(isinstance(p, list) and len(p) == 3 for p in value):
-            return cls(tuple((float(w), float(lo), float(hi)) for w, lo, hi in value))
+            try:
+                return cls(tuple((float(w), float(lo), float(hi)) for w, lo, hi in value))
+            except (TypeError, ValueError):
+                raise ScenarioError(f"distribution parts must be numbers: {value!r}") from None
         raise ScenarioError(f"a distribution is a string or a list of [w, lo, hi]: {value!r}")
 
     def to_json(self) -> list[list[float]]:
@@ -293,7 +296,10 @@ class Scenario:
             ct = data["connect_time"]
             if not (isinstance(ct, list | tuple) and len(ct) == 2):
                 raise ScenarioError("connect_time is [low, high] in seconds")
-            data["connect_time"] = (float(ct[0]), float(ct[1]))
+            try:
+                data["connect_time"] = (float(ct[0]), float(ct[1]))
+            except (TypeError, ValueError):
+                raise ScenarioError("connect_time is [low, high] in seconds") from None
         try:
             return cls(**data)
         except TypeError as exc:

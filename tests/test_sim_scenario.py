@@ -44,6 +44,8 @@ def test_mixture_draws_stay_in_their_ranges_and_weights_hold():
         ({"viewers": "many"}, "wrong type"),
         ({"viewers": 2.5}, "whole numbers"),
         ({"scheduler": 5}, "object of overrides"),
+        ({"connect_time": ["a", 1]}, "connect_time"),
+        ({"upload": [[1, "x", 2]]}, "must be numbers"),
     ],
 )
 def test_bad_values_say_what_is_wrong(data, message):
