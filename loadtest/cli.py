@@ -68,7 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-rebuffer", type=float, metavar="R", help="fail above this rebuffering ratio (0..1)")
     a("--max-startup", type=float, metavar="S", help="fail above this startup p95, seconds")
     a("--max-never-started", type=int, metavar="N", help="fail if more sessions never played")
-    a("--chromium", type=int, default=0, metavar="M", help="M real Chromium viewers (not yet)")
+    a(
+        "--chromium",
+        type=int,
+        default=0,
+        metavar="M",
+        help="M real Chromium viewers besides --viewers (needs /usr/bin/chromium, Playwright)",
+    )
     a("--out", type=Path, default=Path("loadtest-out"), help="report folder")
     a("--media", type=Path, default=Path("media/sample"), help="content of the local origin")
     a("--host", default="127.0.0.1", help="address of local services (origin, signalling)")
@@ -103,13 +109,14 @@ def _config(args: argparse.Namespace) -> LoadTestConfig | int:
     from swarmcast.sim.cli import scenario_from_args
     from swarmcast.sim.scenario import ScenarioError
 
-    if args.chromium:
-        sys.stderr.write(
-            "swarmcast loadtest: --chromium is not available yet: real Chromium viewers need "
-            "the browser embed page (/watch), which is still being built; use Python viewers "
-            "(the default) for now\n"
-        )
-        return EXIT_USAGE
+    if args.chromium > 0:
+        from swarmcast.loadtest.chromium import ChromiumUnavailable, check_available
+
+        try:
+            check_available()
+        except ChromiumUnavailable as exc:
+            sys.stderr.write(f"swarmcast loadtest: {exc}\n")
+            return EXIT_USAGE
     args.no_p2p = args.p2p == "off"
     args.download_dist = None
     try:
@@ -144,6 +151,7 @@ def _config(args: argparse.Namespace) -> LoadTestConfig | int:
             live_view=not args.no_live,
             plots=not args.no_plots,
             log_level=_worker_log_level(),
+            chromium=args.chromium,
         )
     except (ScenarioError, LoadTestError, ValueError) as exc:
         sys.stderr.write(f"swarmcast loadtest: {exc}\n")

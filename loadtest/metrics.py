@@ -297,7 +297,8 @@ def build_report(
     count as seed ingest and uploads but not as viewers. ``origin`` is the origin's own
     counter growth over the run: ``{"bytes", "requests", "segment_bytes", "segment_requests"}``.
     """
-    viewers = [r for r in rows if r.get("kind", "viewer") == "viewer"]
+    # Real Chromium viewers count as viewers in every summary figure and threshold.
+    viewers = [r for r in rows if r.get("kind", "viewer") in ("viewer", "chromium")]
     seeds = [r for r in rows if r.get("kind") == "seed"]
     seed_ingest = sum(r["http_bytes"] for r in seeds)
     series = merge_timeseries(samples, origin_points, scenario["report_interval"], run["duration"])

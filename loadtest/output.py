@@ -41,7 +41,8 @@ def write_plots(folder: Path, result: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
 
     series = result["timeseries"]
-    viewers = [r for r in result["viewers"] if r.get("kind", "viewer") == "viewer"]
+    # Chromium viewers are viewers too; the startup CDF marks them.
+    viewers = [r for r in result["viewers"] if r.get("kind", "viewer") in ("viewer", "chromium")]
     drawers = {
         "p2p_share": lambda ax: _p2p_share(ax, series),
         "origin_egress": lambda ax: _origin_egress(ax, series),
@@ -90,6 +91,11 @@ def _startup_cdf(ax: Any, viewers: list[dict[str, Any]]) -> None:
     if times:
         n = len(times)
         ax.step(times, [(i + 1) / n * 100 for i in range(n)], where="post")
+        browsers = [r["startup_time"] for r in viewers if r.get("kind") == "chromium"]
+        marks = [(t, (times.index(t) + 1) / n * 100) for t in browsers if t is not None]
+        if marks:
+            ax.plot(*zip(*marks, strict=True), "rx", label="Chromium viewers")
+            ax.legend(loc="lower right")
     never = sum(1 for r in viewers if r["startup_time"] is None)
     ax.set_xlabel("startup time (s)")
     ax.set_ylabel("sessions (%)")
@@ -188,7 +194,21 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("live latency mean", _fmt_s(s["live_latency"]["mean"])),
         ("mean connected peers", f"{s['connections']['mean_neighbours']:.1f}"),
+        *_chromium_figures(s),
         ("worker event-loop lag p95 / max", f"{worst * 1000:.0f} / {spike * 1000:.0f} ms"),
+    ]
+
+
+def _chromium_figures(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    c = summary.get("chromium")
+    if not c:
+        return []
+    return [
+        (
+            "Chromium viewers",
+            f"{c['sessions']}: offload {c['offload']:.1%}, startup p50 {_fmt_s(c['startup_p50'])}"
+            f", {c['stalls']} stalls, {c['errors']} errors",
+        )
     ]
 
 

@@ -32,6 +32,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from swarmcast.loadtest.chromium import (
+    ChromiumFleet,
+    ChromiumUnavailable,
+    plan_chromium,
+    watch_url,
+)
 from swarmcast.loadtest.metrics import LagMonitor, Thresholds, WorkerSample, build_report
 from swarmcast.loadtest.plan import SessionKind, plan_sessions, split_by_worker
 from swarmcast.loadtest.transport import QueueCollector, RedisCollector
@@ -88,6 +94,8 @@ class LoadTestConfig:
     """Write the plots and the HTML page."""
     log_level: int = logging.WARNING
     """Log level of worker processes."""
+    chromium: int = 0
+    """Real Chromium viewers (:mod:`swarmcast.loadtest.chromium`) besides the Python ones."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -100,6 +108,8 @@ class LoadTestConfig:
             and not (self.redis_url)
         ):
             raise LoadTestError("workers on other hosts (--local-workers < --workers) need --redis")
+        if self.chromium < 0:
+            raise LoadTestError(f"--chromium must be >= 0, got {self.chromium}")
         if self.max_lag <= 0 or self.max_peers < 1 or self.sample_interval <= 0:
             raise LoadTestError("--max-lag, --max-peers and the sample interval must be > 0")
 
@@ -154,8 +164,15 @@ class RunState:
 
 
 @contextlib.asynccontextmanager
-async def local_services(config: LoadTestConfig) -> AsyncIterator[tuple[str, str | None]]:
-    """Start the origin and/or signalling server that were not given: ``(url, signal_url)``."""
+async def local_services(
+    config: LoadTestConfig,
+) -> AsyncIterator[tuple[str, str | None, str | None]]:
+    """Start the origin and/or signalling server that were not given.
+
+    Yields ``(url, signal_url, pages_signal_url)``: the last is the signalling server whose
+    ``/watch`` page Chromium viewers open (None without them); it exists even in an HTTP-only
+    run, where the page is told not to use P2P.
+    """
     sc = config.scenario
     runners: list[web.AppRunner] = []
     try:
@@ -163,9 +180,9 @@ async def local_services(config: LoadTestConfig) -> AsyncIterator[tuple[str, str
         if url is None:
             url = await _start_local_origin(config, runners)
         signal = config.signal_url
-        if signal is None and sc.p2p:
+        if signal is None and (sc.p2p or config.chromium):
             signal = await _start_local_signaling(config, runners)
-        yield url, (signal if sc.p2p else None)
+        yield url, (signal if sc.p2p else None), (signal if config.chromium else None)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -200,7 +217,12 @@ async def _start_local_signaling(config: LoadTestConfig, runners: list[web.AppRu
     sig = SignalingConfig(
         host=config.host, port=0, max_connections_per_ip=1_000_000, rate_burst=1000
     )
-    runner = web.AppRunner(create_app(sig), access_log=None)
+    app = create_app(sig)
+    if config.chromium:
+        from swarmcast.signaling.pages import add_pages
+
+        add_pages(app)  # the /watch page and the bundles Chromium viewers load
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.host, 0).start()
     runners.append(runner)
@@ -346,7 +368,7 @@ async def run_loadtest(
     """Carry out one run; returns ``{"report", "viewers", "timeseries"}`` (not yet written)."""
     sc = config.scenario
     wall = time.monotonic()
-    async with local_services(config) as (url, signal):
+    async with local_services(config) as (url, signal, pages_signal):
         rendition = await choose_rendition(url, config.rendition, sc.bitrate_kbps)
         plans = plan_sessions(sc, config.workers)
         specs = [
@@ -373,10 +395,11 @@ async def run_loadtest(
             signal or "none (HTTP only)",
         )
         state = RunState(duration=sc.duration, workers=config.workers)
+        fleet = _chromium_fleet(config, url, pages_signal, state)
         probe = OriginProbe(url)
         coord_lag = LagMonitor()
         try:
-            await _execute(config, specs, state, probe, coord_lag, on_update)
+            await _execute(config, specs, state, probe, coord_lag, on_update, fleet)
             origin = probe.delta(await probe.read())
         finally:
             await probe.close()
@@ -398,11 +421,13 @@ async def run_loadtest(
         "max_peers": config.max_peers,
         "redis": bool(config.redis_url),
         "coordinator_lag": coord_lag.summary(),
+        "chromium_viewers": config.chromium,
         "worker_errors": state.errors,
     }
+    rows = sorted(state.rows, key=lambda r: (r.get("kind") != "seed", r["joined_at"], r["id"]))
     result = build_report(
         scenario=sc.to_json(),
-        rows=sorted(state.rows, key=lambda r: (r.get("kind") != "seed", r["joined_at"], r["id"])),
+        rows=rows,
         samples=state.samples,
         origin_points=state.origin_points,
         origin=origin,
@@ -410,6 +435,9 @@ async def run_loadtest(
         max_lag=config.max_lag,
         run=run,
     )
+    result["viewers"] = rows
+    if config.chromium:
+        result["report"]["summary"]["chromium"] = chromium_summary(rows)
     if state.errors:
         result["report"]["generator"]["valid"] = False
         result["report"]["generator"]["reasons"].extend(state.errors)
@@ -419,6 +447,23 @@ async def run_loadtest(
     return result
 
 
+def chromium_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Chromium viewers' own headline figures (they are in the main summary too)."""
+    browsers = [r for r in rows if r.get("kind") == "chromium"]
+    http = sum(r["http_bytes"] for r in browsers)
+    p2p = sum(r["p2p_bytes"] for r in browsers)
+    startups = sorted(r["startup_time"] for r in browsers if r["startup_time"] is not None)
+    return {
+        "sessions": len(browsers),
+        "offload": p2p / (http + p2p) if http + p2p else 0.0,
+        "startup_p50": startups[len(startups) // 2] if startups else None,
+        "never_started": len(browsers) - len(startups),
+        "stalls": sum(r["stall_count"] for r in browsers),
+        "stall_time": round(sum(r["stall_time"] for r in browsers), 6),
+        "errors": sum(1 for r in browsers if r.get("error")),
+    }
+
+
 async def _execute(
     config: LoadTestConfig,
     specs: list[dict[str, Any]],
@@ -426,6 +471,7 @@ async def _execute(
     probe: OriginProbe,
     coord_lag: LagMonitor,
     on_update: Callable[[RunState], None] | None,
+    fleet: ChromiumFleet | None = None,
 ) -> None:
     import multiprocessing
 
@@ -453,21 +499,70 @@ async def _execute(
     for p in procs:
         p.start()
     lag_task = asyncio.create_task(_probe_lag(coord_lag))
+    # The browser starts while the workers do; its start-up is not part of the run.
+    launch = asyncio.create_task(_launch(fleet))
+    fleet_task: asyncio.Task[None] | None = None
     try:
         await _wait_ready(config, collector, state, procs)
+        await launch
         await probe.baseline()
         state.started = time.time() + 0.5
         await collector.start(state.started)
+        if fleet is not None:
+            fleet_task = asyncio.create_task(fleet.run(state.started))
         await _collect(config, collector, state, probe, procs, on_update)
+        if fleet_task is not None:
+            await _finish_fleet(config, state, fleet_task)
     finally:
-        lag_task.cancel()
-        await asyncio.gather(lag_task, return_exceptions=True)
+        for task in (lag_task, launch, fleet_task):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (lag_task, launch, fleet_task) if t is not None), return_exceptions=True
+        )
+        if fleet is not None:
+            await fleet.close()
         await collector.close()
         for p in procs:
             await asyncio.to_thread(p.join, 10)
             if p.is_alive():
                 log.warning("worker process %d did not exit; terminating it", p.pid)
                 p.terminate()
+
+
+def _chromium_fleet(
+    config: LoadTestConfig, url: str, pages_signal: str | None, state: RunState
+) -> ChromiumFleet | None:
+    """The run's Chromium viewers (None without ``--chromium``); they report into ``state``."""
+    if not config.chromium:
+        return None
+    if pages_signal is None:
+        raise LoadTestError("--chromium needs a signalling server with the /watch page")
+    sc = config.scenario
+    plans = plan_chromium(
+        config.chromium, join_spread=sc.join_spread, duration=sc.duration, seed=sc.seed
+    )
+    page = watch_url(pages_signal, url, p2p=sc.p2p)
+    return ChromiumFleet(plans, page, sample_interval=config.sample_interval, emit=state.handle)
+
+
+async def _launch(fleet: ChromiumFleet | None) -> None:
+    if fleet is None:
+        return
+    try:
+        await fleet.launch()
+    except ChromiumUnavailable as exc:
+        raise LoadTestError(str(exc)) from None
+
+
+async def _finish_fleet(config: LoadTestConfig, state: RunState, task: asyncio.Task[None]) -> None:
+    """Wait for the Chromium viewers to hand in their rows (they end with the run)."""
+    assert state.started is not None
+    left = state.started + config.scenario.duration + 30.0 - time.time()
+    try:
+        await asyncio.wait_for(task, max(left, 1.0))
+    except TimeoutError:
+        state.errors.append("the Chromium viewers did not finish in time")
 
 
 async def _wait_ready(

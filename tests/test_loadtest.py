@@ -125,7 +125,7 @@ def test_a_lagging_generator_marks_the_run_invalid(tiny_sample: Path, tmp_path: 
     ("flags", "message"),
     [
         (["--min-offload", "2"], "min_offload must be within 0..1"),
-        (["--chromium", "2"], "--chromium is not available yet"),
+        (["--chromium", "-1"], "--chromium must be >= 0"),
         (["--viewers", "0"], "viewers"),
         (["--workers", "0"], "--workers must be >= 1"),
         (["--local-workers", "1", "--workers", "2"], "need --redis"),
