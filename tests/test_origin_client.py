@@ -147,7 +147,8 @@ async def test_deadline_stops_retries_that_cannot_finish_in_time(origin):
         started = time.monotonic()
         with pytest.raises(OriginDeadlineExceeded) as info:
             await client.fetch(f"{origin}/vod/{SEGMENT}", deadline=started + 0.5)
-    assert time.monotonic() - started < 0.6
+    # It gives up at the deadline, not after its 50 retries (>= 5 s); slack for a busy machine.
+    assert time.monotonic() - started < 0.9
     # Each delay is the 0.2 s ceiling times a jitter in [0.5, 1]: 0.1-0.2 s, so a 0.5 s deadline
     # leaves room for 2 (slowest jitter) to 5 (attempts at 0, 0.1, 0.2, 0.3, 0.4 s) of the 51.
     assert 2 <= info.value.attempts <= 5
