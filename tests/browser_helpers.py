@@ -36,33 +36,11 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+# One Chromium binary and flag list for the tests, `swarmcast loadtest --chromium` and benches.
+from swarmcast.loadtest.chromium import CHROMIUM_FLAGS, CHROMIUM_PATH
 from swarmcast.samples.drawing import Y_BLACK, Y_WHITE, barcode_cell, decode_barcode
 
 log = logging.getLogger(__name__)
-
-#: The Debian package's binary; Playwright's own browser downloads are never used.
-CHROMIUM_PATH = "/usr/bin/chromium"
-
-#: Flags that work in the test namespace (DESIGN.md), headless with the new headless mode.
-#: ``WebRtcHideLocalIpsWithMdns`` off: peers see real 198.18.0.x host candidates instead of
-#: ``.local`` names that nothing in the namespace resolves.
-CHROMIUM_FLAGS: tuple[str, ...] = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-    # Background tabs/timers must not be throttled: several pages play at once in one browser.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-)
 
 #: Skip marker for modules that need the browser binary and Playwright.
 requires_chromium = pytest.mark.skipif(
