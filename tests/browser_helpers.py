@@ -28,7 +28,7 @@ import logging
 import shutil
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,27 @@ async def wait_playing(
 async def player_stats(page: Any) -> dict[str, Any]:
     """``window.player.stats()`` of the page (see the embed API in docs/web.md)."""
     return await page.evaluate("() => window.player.stats()")
+
+
+async def wait_stats(
+    page: Any, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Poll ``player_stats`` until ``predicate`` holds; return those stats.
+
+    For conditions that depend on WebRTC setup time (a peer link opening, the first P2P
+    bytes), which varies with the machine's load: waiting for the event, not a fixed amount
+    of playback, keeps such tests honest on a slow CI machine. Fails the test with the last
+    stats and the page's console tail after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = await player_stats(page)
+        if predicate(stats):
+            return stats
+        await asyncio.sleep(0.2)
+    tail = "\n".join(console_lines(page)[-30:])
+    pytest.fail(f"{what}: not seen within {timeout}s; last stats {stats}\nconsole tail:\n{tail}")
 
 
 # Reads the frame on screen into a canvas at the video's own size and returns studio-range

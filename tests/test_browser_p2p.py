@@ -28,6 +28,7 @@ from browser_helpers import (
     requires_chromium,
     start_app,
     wait_playing,
+    wait_stats,
 )
 from peer_helpers import Lab, lab, play
 from test_peer_malicious import LyingSeed
@@ -201,8 +202,12 @@ async def test_seed_killed_then_origin_outage(
         async with launch_chromium() as browser:
             page = await new_page(browser, name="viewer")
             await page.goto(page_url(page_server, the_lab))
-            await wait_playing(page, min_time=5.0, timeout=30)
-            before = await player_stats(page)
+            await wait_playing(page, min_time=3.0, timeout=30)
+            # The seed must really be serving before it is killed (else the test proves
+            # nothing); how soon the link opens depends on the machine's load.
+            before = await wait_stats(
+                page, lambda s: s["p2pBytes"] > 0 and s["peers"] > 0, "P2P bytes from the seed"
+            )
             the_lab.agents.remove(the_seed)
             await the_seed.close()
             await wait_playing(page, min_time=6.0, timeout=30)
