@@ -737,7 +737,12 @@ export class P2PEngine {
     } catch {
       return; // the swarm is not on this link (yet): its JOIN will bring us back here
     }
-    st.scheduler.addPeer(link.peerId, { isSeed: link.protocol.peer?.role === 'seed' });
+    // A neighbour that announced "upload off" never serves: in the scheduler it would win
+    // elections and suppress the others' with its FETCHING (docs/simulation.md, adapter rule).
+    // It still gets our HAVE_SET: it may download from us.
+    if (link.protocol.peer?.uploadEnabled !== false) {
+      st.scheduler.addPeer(link.peerId, { isSeed: link.protocol.peer?.role === 'seed' });
+    }
     link.flush();
     this._kick();
   }
