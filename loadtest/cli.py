@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, help="random seed of the plan (default 1)")
     a("--rendition", help="rendition id to play (default: closest to --bitrate)")
     a("--max-peers", type=int, default=10, help="peer links per viewer (default 10)")
+    a(
+        "--sctp-chunk",
+        type=int,
+        metavar="BYTES",
+        help="load-generator option: SCTP chunks of BYTES (1201..16000) between Python peers "
+        "(browsers keep standard ones); changes the wire, report it separately",
+    )
     a("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     a("--local-workers", type=int, help="with --redis: workers started here (default: all)")
     a("--redis", metavar="URL", help="Redis URL: let workers on other hosts join the run")
@@ -152,6 +159,7 @@ def _config(args: argparse.Namespace) -> LoadTestConfig | int:
             plots=not args.no_plots,
             log_level=_worker_log_level(),
             chromium=args.chromium,
+            sctp_chunk=args.sctp_chunk,
         )
     except (ScenarioError, LoadTestError, ValueError) as exc:
         sys.stderr.write(f"swarmcast loadtest: {exc}\n")

@@ -13,8 +13,12 @@ twin (``--p2p off``) see exactly the same audience.
   is "upload off", any other is applied as the upload scheduler's rate cap.
 - **VOD**: each session starts at a uniform fraction of the content, so viewers are spread
   over the timeline instead of all watching the first segments together.
-- **Workers**: slots are dealt round-robin, and a slot's newcomers stay on its worker, so each
-  worker carries the same audience all along.
+- **Workers**: seeds are dealt round-robin; each viewer slot then goes to the worker with the
+  least load so far, a seed counting as ``seed_weight`` viewers (a seed uploads to many peers:
+  with 100 viewers one seed moved as many bytes as ~19 viewers did, and a worker that hosted it
+  plus half the audience lagged 2.7x more than the other; weighted as 10 viewers it still
+  lagged more in four 70-viewer runs out of four). A slot's newcomers stay on its
+  worker, so each worker carries the same audience all along.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from swarmcast.sim.scenario import Scenario
+
+#: A seed's share of a worker's load, in viewers (see the module docstring).
+SEED_WEIGHT = 20.0
 
 
 class SessionKind(StrEnum):
@@ -90,14 +97,22 @@ class SessionPlan:
 
 
 def plan_sessions(
-    scenario: Scenario, workers: int, rng: random.Random | None = None
+    scenario: Scenario,
+    workers: int,
+    rng: random.Random | None = None,
+    *,
+    seed_weight: float = SEED_WEIGHT,
 ) -> list[SessionPlan]:
     """Every session of a run, sorted by join time (seeds first).
 
-    ``rng`` defaults to ``random.Random(scenario.seed)``. Raises ValueError for ``workers < 1``.
+    ``rng`` defaults to ``random.Random(scenario.seed)``. ``seed_weight``: a seed's load in
+    viewers when dealing slots to workers (0 = plain round-robin). Raises ValueError for
+    ``workers < 1`` or a negative weight.
     """
     if workers < 1:
         raise ValueError(f"a load test needs at least one worker, got {workers}")
+    if not seed_weight >= 0:
+        raise ValueError(f"seed_weight must be >= 0, got {seed_weight}")
     rng = rng if rng is not None else random.Random(scenario.seed)
     duration = scenario.duration
     plans = [
@@ -112,7 +127,10 @@ def plan_sessions(
         )
         for i in range(scenario.seeds)
     ]
+    load = [seed_weight * len(range(w, scenario.seeds, workers)) for w in range(workers)]
     for slot in range(scenario.viewers):
+        worker = min(range(workers), key=lambda w: (load[w], w))
+        load[worker] += 1
         join = rng.uniform(0.0, min(scenario.join_spread, duration))
         generation = 0
         while join < duration:
@@ -124,7 +142,7 @@ def plan_sessions(
                 SessionPlan(
                     id=f"v{slot:05d}.{generation}",
                     kind=SessionKind.VIEWER,
-                    worker=slot % workers,
+                    worker=worker,
                     join_at=join,
                     leave_at=leave,
                     upload_enabled=upload > 0,

@@ -42,6 +42,7 @@ from swarmcast.loadtest.metrics import LagMonitor, Thresholds, WorkerSample, bui
 from swarmcast.loadtest.plan import SessionKind, plan_sessions, split_by_worker
 from swarmcast.loadtest.transport import QueueCollector, RedisCollector
 from swarmcast.loadtest.worker import WorkerSpec
+from swarmcast.peer.rtc import check_large_chunk
 from swarmcast.sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class LoadTestConfig:
     """Log level of worker processes."""
     chromium: int = 0
     """Real Chromium viewers (:mod:`swarmcast.loadtest.chromium`) besides the Python ones."""
+    sctp_chunk: int | None = None
+    """Load-generator option: SCTP DATA chunks of this many bytes between the run's Python
+    peers (``SwarmConfig.sctp_chunk``; browsers keep standard packets). None = standard."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -112,6 +116,11 @@ class LoadTestConfig:
             raise LoadTestError(f"--chromium must be >= 0, got {self.chromium}")
         if self.max_lag <= 0 or self.max_peers < 1 or self.sample_interval <= 0:
             raise LoadTestError("--max-lag, --max-peers and the sample interval must be > 0")
+        if self.sctp_chunk is not None:
+            try:
+                check_large_chunk(self.sctp_chunk)
+            except ValueError as exc:
+                raise LoadTestError(f"--sctp-chunk: {exc}") from None
 
 
 @dataclass
@@ -382,6 +391,7 @@ async def run_loadtest(
                 max_peers=config.max_peers,
                 require_integrity=config.require_integrity,
                 sample_interval=config.sample_interval,
+                sctp_chunk=config.sctp_chunk,
             ).to_json()
             for i, share in enumerate(split_by_worker(plans, config.workers))
         ]
@@ -419,6 +429,7 @@ async def run_loadtest(
         "signal_url": signal,
         "rendition": rendition,
         "max_peers": config.max_peers,
+        "sctp_chunk": config.sctp_chunk,
         "redis": bool(config.redis_url),
         "coordinator_lag": coord_lag.summary(),
         "chromium_viewers": config.chromium,

@@ -60,6 +60,8 @@ class WorkerSpec:
     """Seconds between two samples sent to the coordinator."""
     lag_tick: float = 0.1
     """Period of the event-loop lag probe, seconds."""
+    sctp_chunk: int | None = None
+    """Large SCTP chunks between Python peers (``SwarmConfig.sctp_chunk``); None = standard."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -84,41 +86,10 @@ class WorkerLink(Protocol):
         """Block until the coordinator says go; returns the run's start as a Unix time."""
 
 
-class LoadAgent(PeerAgent):
-    """A :class:`PeerAgent` with what the load test needs on top: a VOD start position and the
-    range of segments it stored (for origin requests per segment)."""
-
-    def __init__(self, config: AgentConfig, *, vod_start: float | None = None) -> None:
-        super().__init__(config)
-        self.vod_start = vod_start
-        self.segment_range: list[int] | None = None
-
-    def _start_player(self, st: RenditionState, segments: list[Segment]) -> None:
-        # The agent has no start-position setting for VOD (proposed to the lead): place the
-        # player before the agent would put it at the first segment.
-        player = self.player
-        fresh = player is not None and player.start_position is None and bool(segments)
-        vod = not st.follower.timeline.live
-        if fresh and vod and self.vod_start is not None and st is self.playing:
-            assert player is not None
-            player.start_at(vod_start_position(segments, self.vod_start), self.clock())
-        super()._start_player(st, segments)
-
-    def _store(self, st: RenditionState, seg: Segment, data: bytes, *, share: bool) -> None:
-        if st is self.playing:
-            r = self.segment_range
-            self.segment_range = (
-                [seg.sequence, seg.sequence]
-                if r is None
-                else [min(r[0], seg.sequence), max(r[1], seg.sequence)]
-            )
-        super()._store(st, seg, data, share=share)
-
-
 @dataclass
 class _Session:
     plan: SessionPlan
-    agent: LoadAgent | None = None
+    agent: PeerAgent | None = None
     started: float | None = None
     error: str | None = None
     last: dict[str, int] = field(
@@ -126,17 +97,20 @@ class _Session:
     )
     neighbour_sum: int = 0
     neighbour_samples: int = 0
+    segment_range: list[int] | None = None
+    """Lowest and highest media sequence the viewer stored for its player."""
 
-
-def vod_start_position(segments: list[Segment], fraction: float) -> float:
-    """Start of the segment at ``fraction`` of the content, leaving a few segments after it
-    (a player seeks to a segment boundary)."""
-    last = segments[max(0, len(segments) - 4)]
-    wanted = segments[0].start + fraction * (last.start - segments[0].start)
-    for seg in segments:
-        if seg.start <= wanted < seg.end:
-            return seg.start
-    return segments[0].start
+    def segment_stored(self, st: RenditionState, seg: Segment) -> None:
+        """``PeerAgent.on_segment_stored``: widen :attr:`segment_range` (played rendition)."""
+        agent = self.agent
+        if agent is None or st is not agent.playing:
+            return
+        r = self.segment_range
+        self.segment_range = (
+            [seg.sequence, seg.sequence]
+            if r is None
+            else [min(r[0], seg.sequence), max(r[1], seg.sequence)]
+        )
 
 
 def agent_config(spec: WorkerSpec, plan: SessionPlan, scenario: Scenario) -> AgentConfig:
@@ -150,7 +124,8 @@ def agent_config(spec: WorkerSpec, plan: SessionPlan, scenario: Scenario) -> Age
             upload_rate=plan.upload_bps,
             extra={"require_integrity": spec.require_integrity},
         )
-        return seed.agent_config()
+        config = seed.agent_config()
+        return replace(config, swarm=replace(config.swarm, sctp_chunk=spec.sctp_chunk))
     upload = replace(
         scenario.viewer_upload_config(plan.upload_enabled), rate_limit_bps=plan.upload_bps
     )
@@ -163,7 +138,12 @@ def agent_config(spec: WorkerSpec, plan: SessionPlan, scenario: Scenario) -> Age
         require_integrity=spec.require_integrity,
         scheduler=scenario.scheduler_config(),
         upload=upload,
-        swarm=SwarmConfig(max_peers=spec.max_peers, upload_enabled=plan.upload_enabled),
+        swarm=SwarmConfig(
+            max_peers=spec.max_peers,
+            upload_enabled=plan.upload_enabled,
+            sctp_chunk=spec.sctp_chunk,
+        ),
+        start_fraction=plan.vod_start,
     )
 
 
@@ -222,8 +202,9 @@ class Worker:
         sess = _Session(plan, started=self.now())
         self.active[plan.id] = sess
         try:
-            sess.agent = LoadAgent(
-                agent_config(self.spec, plan, self.scenario), vod_start=plan.vod_start
+            sess.agent = PeerAgent(
+                agent_config(self.spec, plan, self.scenario),
+                on_segment_stored=sess.segment_stored,
             )
             await sess.agent.start()
             await self._watch(sess)
@@ -306,7 +287,7 @@ class Worker:
                 "switches": stats.switches if stats else 0,
                 "p2p_rejected_bytes": agent.qoe.p2p_rejected_bytes if agent else 0,
                 "stall_durations": stall_durations(agent.events, agent.clock()) if agent else [],
-                "segment_range": agent.segment_range if agent else None,
+                "segment_range": sess.segment_range,
                 "error": sess.error,
             }
         )

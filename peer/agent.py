@@ -145,6 +145,14 @@ class AgentConfig:
     and the player cannot start without it, so startup time matters more than its offload."""
     init_peer_timeout: float = 2.0
     """Seconds a peer gets to deliver an init segment before the origin is asked instead."""
+    start_position: float | None = None
+    """VOD viewers: where playback starts, in seconds from the start of the content (snapped
+    back to the start of the segment holding it, as a player seeks; past the end: the last
+    segment). None = the first segment. Live streams ignore it (the live start rule decides)."""
+    start_fraction: float | None = None
+    """VOD viewers: where playback starts as a fraction [0, 1) of the content, leaving a few
+    segments after it (load tests spread viewers over the timeline with it). Exclusive with
+    ``start_position``."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -159,6 +167,18 @@ class AgentConfig:
                 raise ValueError(f"AgentConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.init_peer_timeout <= 0:
             raise ValueError("AgentConfig.init_peer_timeout must be > 0")
+        self._check_start()
+
+    def _check_start(self) -> None:
+        pos, frac = self.start_position, self.start_fraction
+        if pos is not None and frac is not None:
+            raise ValueError("AgentConfig: give start_position or start_fraction, not both")
+        if pos is not None and not (
+            isinstance(pos, int | float) and math.isfinite(pos) and pos >= 0
+        ):
+            raise ValueError(f"AgentConfig.start_position must be seconds >= 0, got {pos!r}")
+        if frac is not None and not (isinstance(frac, int | float) and 0 <= frac < 1):
+            raise ValueError(f"AgentConfig.start_fraction must be within [0, 1), got {frac!r}")
 
 
 @dataclass
@@ -306,6 +326,36 @@ class RenditionState:
         return init.key.number in self.init_playable
 
 
+#: Segments a fractional VOD start leaves after it (a start at 99 % still plays a little).
+_START_TAIL = 4
+
+
+def vod_start_position(
+    segments: list[Segment], *, seconds: float | None = None, fraction: float | None = None
+) -> float:
+    """Media time where a VOD player starts: the start of the segment holding ``seconds``
+    (from the first segment), or of the one at ``fraction`` of the content leaving a few
+    segments after it; the first segment's start when neither is given. ``segments`` must
+    not be empty."""
+    first = segments[0].start
+    if fraction is not None:
+        last = segments[max(0, len(segments) - _START_TAIL)]
+        wanted = first + fraction * (last.start - first)
+    elif seconds is not None:
+        wanted = min(first + seconds, segments[-1].start)
+    else:
+        return first
+    for seg in segments:
+        if seg.start <= wanted < seg.end:
+            return seg.start
+    return first
+
+
+SegmentStoredCallback = Callable[["RenditionState", Segment], None]
+"""``on_segment_stored(state, segment)``: a verified media segment was stored (from the origin
+or a peer) in ``state``'s rendition."""
+
+
 def init_cache_key(init_id: int) -> str:
     """The cache key under which an init segment is pinned."""
     return f"init:{init_id}"
@@ -314,9 +364,18 @@ def init_cache_key(init_id: int) -> str:
 class PeerAgent:
     """One seed or viewer (see the module docstring). ``start()``, then ``close()``."""
 
-    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_segment_stored: SegmentStoredCallback | None = None,
+    ):
+        """``on_segment_stored`` is called (synchronously: it must not block) each time a
+        verified media segment is stored, e.g. to count what a load-test viewer fetched."""
         self.config = config
         self.clock = clock
+        self.on_segment_stored = on_segment_stored
         self.origin = OriginClient(config.origin)
         self.stream: StreamInfo | None = None
         self.states: dict[str, RenditionState] = {}
@@ -525,8 +584,15 @@ class PeerAgent:
         now = self.clock()
         if player.start_position is None:
             assert st.scheduler is not None
-            start = st.scheduler.live_start_position() if st.follower.timeline.live else None
-            player.start_at(start if start is not None else segments[0].start, now)
+            if st.follower.timeline.live:
+                start = st.scheduler.live_start_position()
+                player.start_at(start if start is not None else segments[0].start, now)
+            else:
+                cfg = self.config
+                position = vod_start_position(
+                    segments, seconds=cfg.start_position, fraction=cfg.start_fraction
+                )
+                player.start_at(position, now)
         if st.follower.timeline.ended:
             player.set_end(segments[-1].end + st.time_offset, now)
 
@@ -758,6 +824,8 @@ class PeerAgent:
             st.scheduler.segment_stored(seg.sequence)
         if share and self._cache_put(st, seg.sequence, data):
             self._broadcast(st, "have", seg.sequence)
+        if self.on_segment_stored is not None:
+            self.on_segment_stored(st, seg)
         self._wake.set()
 
     def _feeds_player(self, st: RenditionState) -> bool:
@@ -1411,5 +1479,7 @@ __all__ = [
     "PeerAgent",
     "PlaylistError",
     "RenditionState",
+    "SegmentStoredCallback",
     "init_cache_key",
+    "vod_start_position",
 ]

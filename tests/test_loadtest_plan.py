@@ -82,6 +82,18 @@ def test_seeds_run_the_whole_run_and_are_dealt_to_workers() -> None:
     assert plans[:3] == seeds
 
 
+def test_viewers_go_to_the_least_loaded_worker_a_seed_counting_as_several() -> None:
+    plans = plan_sessions(Scenario(viewers=100, duration=10, seeds=1), 2, seed_weight=10)
+    per_worker = [
+        sum(1 for p in plans if p.worker == w and p.kind is SessionKind.VIEWER) for w in (0, 1)
+    ]
+    assert per_worker == [45, 55]  # 10 + 45 == 55: equal load
+    flat = plan_sessions(Scenario(viewers=100, duration=10, seeds=1), 2, seed_weight=0)
+    assert sum(1 for p in flat if p.worker == 0 and p.kind is SessionKind.VIEWER) == 50
+    with pytest.raises(ValueError, match="seed_weight"):
+        plan_sessions(Scenario(viewers=1, duration=10), 1, seed_weight=-1)
+
+
 def test_split_by_worker_is_round_robin_over_slots() -> None:
     plans = plan_sessions(Scenario(viewers=9, duration=10), 3)
     shares = split_by_worker(plans, 3)
