@@ -921,7 +921,8 @@ class PeerAgent:
         if st.scheduler is not None:
             # Known to the scheduler before our JOIN makes them send their HAVE_SET.
             for link in linked:
-                st.scheduler.add_peer(link.peer_id or "", is_seed=self._is_seed(link))
+                if self._serves(link):
+                    st.scheduler.add_peer(link.peer_id or "", is_seed=self._is_seed(link))
         try:
             if sid in swarm.swarms:
                 # Left earlier: the links still carry it (the wire has no LEAVE), signalling
@@ -943,6 +944,13 @@ class PeerAgent:
 
     def _is_seed(self, link: PeerLink) -> bool:
         return self._role(link) is Role.SEED
+
+    @staticmethod
+    def _serves(link: PeerLink) -> bool:
+        # A neighbour that announced "upload off" never serves: in the scheduler it would win
+        # elections and suppress the others' with its FETCHING (docs/simulation.md, adapter
+        # rule). It still gets our HAVE_SET: it may download from us.
+        return link.protocol.peer is None or link.protocol.peer.upload_enabled
 
     def _cut_over(self, old: RenditionState, new: RenditionState) -> None:
         """Old plays what it has or is fetching; new plays from the first segment after that."""
@@ -1195,7 +1203,7 @@ class PeerAgent:
         st = self.states.get(swarm_id)
         if st is None or not st.p2p:
             return
-        if st.scheduler is not None:
+        if st.scheduler is not None and self._serves(link):
             st.scheduler.add_peer(peer_id, is_seed=role is Role.SEED)
         try:
             link.protocol.send_have_set(swarm_id, st.cache.sequences(), self._held_inits(st))

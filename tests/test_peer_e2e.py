@@ -12,6 +12,7 @@ import pytest
 from peer_helpers import lab, play
 
 from swarmcast.peer.protocol import Role
+from swarmcast.peer.upload import UploadConfig
 
 pytestmark = pytest.mark.netns
 
@@ -42,6 +43,31 @@ async def test_one_seed_three_viewers_play_mostly_from_peers(
     # a broken P2P path gives ~0.
     assert offload > 0.6, offload
     assert seed_up >= total_p2p * 0.5
+
+
+async def test_a_viewer_with_upload_off_is_linked_but_never_scheduled(
+    tiny_sample: Path, test_host: str
+) -> None:
+    """A neighbour that announced "upload off" must not count in the others' elections (it
+    would win some and never serve): it is linked and told what they hold, and downloads
+    from them, but is never one of their scheduler's sources."""
+    async with lab(tiny_sample, test_host) as the_lab:
+        leech = await the_lab.agent(upload=UploadConfig(enabled=False))
+        sharer = await the_lab.agent()
+        await play(8.0)
+        assert leech.swarm is not None and sharer.swarm is not None
+        leech_id, sharer_id = leech.swarm.local_id, sharer.swarm.local_id
+        (sharer_state,) = sharer.states.values()
+        (leech_state,) = leech.states.values()
+        sharer_sources = set(sharer_state.scheduler._peers)
+        leech_sources = set(leech_state.scheduler._peers)
+        sharer_links = len(sharer.swarm.links)
+        uploaded = (leech.qoe.uploaded_bytes, sharer.qoe.uploaded_bytes)
+        played = leech.report().played_time
+    assert sharer_links == 1  # linked all the same
+    assert leech_id not in sharer_sources and sharer_id in leech_sources
+    assert uploaded[0] == 0 and uploaded[1] > 0, uploaded  # the sharer served the leech
+    assert played > 4.0
 
 
 async def test_clean_shutdown_leaves_no_tasks(tiny_sample: Path, test_host: str) -> None:
