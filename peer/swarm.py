@@ -166,6 +166,11 @@ class PeerSwarm:
         self._link_sig: dict[PeerLink, str] = {}
         self._useful: dict[str, float] = {}
         self._resampled: dict[str, float] = {}
+        # Peers of the last sample per swarm that we did not offer to (budget full then):
+        # tried when a link fails or is refused, before asking signalling again.
+        self._spare: dict[str, list[str]] = {}
+        # Offers spawned but not started yet (not in _pending): they count against the budget.
+        self._offering: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._closing = False
@@ -253,16 +258,23 @@ class PeerSwarm:
             self.local_id = welcome.peer_id
 
     def on_joined(self, swarm: str, peers: list[dict[str, Any]]) -> None:
-        """Offer to the sampled peers, seeds first, within the budget."""
+        """Offer to the sampled peers, seeds first, within the budget; keep the rest as spares
+        for when a connection fails or is refused."""
         ordered = sorted(peers, key=lambda p: p.get("role") != "seed")
-        for entry in ordered:
-            if self._room() <= 0:
-                break
-            remote = entry["peer"]
+        self._spare[swarm] = [entry["peer"] for entry in ordered]
+        self._offer_spares(swarm)
+
+    def _offer_spares(self, swarm: str) -> None:
+        spare = self._spare.get(swarm)
+        while spare and self._room() > 0 and swarm in self.swarms and not self._closing:
+            remote = spare.pop(0)
             if remote == self.signaling.peer_id or remote in self._pending:
                 continue
-            if self.is_banned(remote) or remote in self._link_sig.values():
+            if remote in self._offering or self.is_banned(remote):
                 continue
+            if remote in self._link_sig.values():
+                continue
+            self._offering.add(remote)
             self._spawn(self._offer(remote, swarm))
 
     def on_peer_joined(self, swarm: str, peer: str, role: str) -> None:
@@ -289,6 +301,10 @@ class PeerSwarm:
                     neg.answer.set_result(text)
         elif "candidate" in data:
             self._on_candidate(sender, data["candidate"])
+        elif "busy" in data:
+            neg = self._pending.get(sender)
+            if neg is not None and neg.offerer and not neg.answer.done():
+                neg.answer.set_exception(ConnectionRefusedError("peer busy: its budget is full"))
 
     def on_disconnected(self) -> None:
         """Links stay up; the client reconnects and rejoins on its own."""
@@ -297,7 +313,7 @@ class PeerSwarm:
     # ------------------------------------------------------------------------- negotiation
 
     def _room(self) -> int:
-        return self.config.max_peers - len(self.links) - len(self._pending)
+        return self.config.max_peers - len(self.links) - len(self._pending) - len(self._offering)
 
     def _on_offer(self, sender: str, swarm: str, sdp: str) -> None:
         if self._closing or self.is_banned(sender) or swarm not in self.swarms:
@@ -309,7 +325,10 @@ class PeerSwarm:
                 return  # impolite side of a glare (or a repeated offer): keep ours
             self._spawn(self._abandon(existing))  # polite: drop our offer, answer theirs
         elif self._room() <= 0:
-            log.debug("offer from %s ignored: %d links, budget full", sender, len(self.links))
+            # Say so at once: the offerer moves on to another peer instead of waiting for its
+            # connect timeout with a slot of its budget taken.
+            log.debug("offer from %s refused: %d links, budget full", sender, len(self.links))
+            self.signaling.signal(sender, swarm, {"busy": "full"})
             return
         self._spawn(self._answer(sender, swarm, sdp))
 
@@ -337,6 +356,7 @@ class PeerSwarm:
         return neg
 
     async def _offer(self, remote: str, swarm: str) -> None:
+        self._offering.discard(remote)
         neg = self._new_negotiation(remote, swarm, offerer=True)
         self.stats["offers"] += 1
         try:
@@ -515,6 +535,8 @@ class PeerSwarm:
                 if now - self._resampled.get(swarm_id, 0.0) >= self.config.resample_interval:
                     self._resampled[swarm_id] = now
                     self._spawn(self._resample(swarm_id))
+        for swarm_id in self.swarms:
+            self._offer_spares(swarm_id)
 
     def _idle_links(self, now: float) -> Sequence[PeerLink]:
         cutoff = now - self.config.idle_timeout

@@ -46,7 +46,7 @@ ERROR_CODES: Final[dict[str, str]] = {
     "swarm-full": "the swarm has reached its member limit on this node",
     "unauthorized": "the join token is missing, invalid, expired or does not cover the swarm",
     "unknown-peer": "the target peer is not (or no longer) a member of that swarm",
-    "bad-signal": "signal data must hold exactly one of sdp or candidate, well formed",
+    "bad-signal": "signal data must hold exactly one of sdp, candidate or busy, well formed",
     "bad-stats": "stats counters must be non-negative integers that never decrease",
     "rate-limited": "the connection sends messages faster than allowed; the message was dropped",
     "binary-frame": "only text frames are accepted",
@@ -147,11 +147,16 @@ def role_field(message: dict[str, Any]) -> str:
     return role
 
 
+#: Why a peer refuses an offer (``{"busy": reason}``): "full" = its link budget is used up.
+BUSY_REASONS: Final = frozenset({"full"})
+
+
 def check_signal_data(data: Any) -> None:
     """Validate the payload of a ``signal`` without looking inside the SDP text.
 
-    ``{"sdp": {"type": "offer"|"answer", "sdp": str}}`` or ``{"candidate": {...} | null}``
-    (null ends a trickle). Only bounds and shapes are checked: the payload is relayed as is.
+    ``{"sdp": {"type": "offer"|"answer", "sdp": str}}``, ``{"candidate": {...} | null}``
+    (null ends a trickle) or ``{"busy": "full"}`` (an offer refused: no room for a link).
+    Only bounds and shapes are checked: the payload is relayed as is.
     """
     if not isinstance(data, dict) or len(data) != 1:
         raise ProtocolError("bad-signal", "data must be an object with exactly one key")
@@ -168,8 +173,11 @@ def check_signal_data(data: Any) -> None:
             raise ProtocolError("too-big", f"sdp is longer than {MAX_SDP_LEN} characters")
     elif "candidate" in data:
         _check_candidate(data["candidate"])
+    elif "busy" in data:
+        if data["busy"] not in BUSY_REASONS:
+            raise ProtocolError("bad-signal", f"busy must be one of {sorted(BUSY_REASONS)}")
     else:
-        raise ProtocolError("bad-signal", "data must hold 'sdp' or 'candidate'")
+        raise ProtocolError("bad-signal", "data must hold 'sdp', 'candidate' or 'busy'")
 
 
 _CANDIDATE_FIELDS: Final = {

@@ -115,7 +115,8 @@ def test_signal_is_relayed_with_the_server_made_sender_id() -> None:
             "sdpMLineIndex": 0,
         }
     }
-    for data in (cand, {"candidate": None}):  # trickle, then end-of-candidates
+    # trickle, end-of-candidates, then "busy" (an offer refused for want of room)
+    for data in (cand, {"candidate": None}, {"busy": "full"}):
         d.send(b, {"type": "signal", "to": a, "swarm": "s1", "data": data})
         assert d.pop(a)["data"] == data
 
@@ -132,6 +133,8 @@ def test_signal_is_relayed_with_the_server_made_sender_id() -> None:
         ({"data": {"candidate": {"candidate": "c", "sdpMLineIndex": True}}}, "bad-signal"),
         ({"data": {"sdp": {"type": "offer", "sdp": "x" * (m.MAX_SDP_LEN + 1)}}}, "too-big"),
         ({"data": "sdp"}, "bad-signal"),
+        ({"data": {"busy": "because"}}, "bad-signal"),
+        ({"data": {"busy": None}}, "bad-signal"),
     ],
 )
 def test_bad_signals_get_a_clear_error_and_relay_nothing(change: dict, code: str) -> None:

@@ -54,7 +54,7 @@ async def test_budget_bans_and_clean_close(test_host: str) -> None:
     listeners = [Listener() for _ in range(4)]
     budgets = [2, 10, 10, 10]  # the first one accepts only two peers
     swarms = [
-        PeerSwarm(SwarmConfig(max_peers=n, connect_timeout=3.0), SignalingClientConfig(url), lst)
+        PeerSwarm(SwarmConfig(max_peers=n, connect_timeout=20.0), SignalingClientConfig(url), lst)
         for n, lst in zip(budgets, listeners, strict=True)
     ]
     try:
@@ -62,6 +62,9 @@ async def test_budget_bans_and_clean_close(test_host: str) -> None:
             await s.start()
             await s.join("s1")
         first = swarms[0]
+        # The full peer answers the third newcomer's offer with "busy": the newcomer gives
+        # that negotiation up at once, long before its 20 s connect timeout.
+        await _until(lambda: swarms[3].stats["failed"] == 1 and not swarms[3]._pending, 8.0)
         await _until(lambda: len(first.links) == 2 and len(swarms[3].links) >= 2)
         await asyncio.sleep(0.5)
         assert len(first.links) == 2  # the third newcomer's offer was not taken
@@ -78,3 +81,33 @@ async def test_budget_bans_and_clean_close(test_host: str) -> None:
         await asyncio.gather(*(s.close() for s in swarms))
         await runner.cleanup()
     assert all(link.is_closed for link in links)
+
+
+async def test_unoffered_peers_of_a_sample_are_tried_when_room_appears() -> None:
+    """A sample larger than the budget: the rest are spares, offered (seeds first, in sample
+    order) when a slot frees up, before asking signalling for a new sample."""
+    swarm = PeerSwarm(
+        SwarmConfig(max_peers=2), SignalingClientConfig("ws://127.0.0.1:9/ws"), Listener()
+    )
+    offered: list[str] = []
+
+    async def offer(remote: str, swarm_id: str) -> None:
+        swarm._offering.discard(remote)
+        swarm._pending[remote] = object()  # type: ignore[assignment]
+        offered.append(remote)
+
+    swarm._offer = offer  # type: ignore[method-assign]
+    swarm.swarms.append("s1")
+    swarm.banned["banned"] = float("inf")
+    peers = [{"peer": p, "role": "viewer"} for p in ("a", "banned", "b", "c")]
+    swarm.on_joined("s1", [*peers, {"peer": "seed", "role": "seed"}])
+    await asyncio.sleep(0)
+    assert offered == ["seed", "a"]  # seeds first, within the budget of 2
+    swarm._maintain_once(0.0)
+    await asyncio.sleep(0)
+    assert offered == ["seed", "a"]  # no room yet
+    del swarm._pending["a"]  # that negotiation failed
+    swarm._maintain_once(0.0)
+    await asyncio.sleep(0)
+    assert offered == ["seed", "a", "b"]  # the banned one is skipped
+    assert swarm._spare["s1"] == ["c"]

@@ -253,6 +253,8 @@ export class PeerSwarm {
     this._useful = new Map();
     /** @type {Map<string, number>} */
     this._resampled = new Map();
+    /** @type {Map<string, string[]>} unoffered peers of the last sample, by swarm */
+    this._spare = new Map();
     this._maintenance = null;
     this._closing = false;
   }
@@ -345,13 +347,22 @@ export class PeerSwarm {
     if (this.localId === null) this.localId = welcome.peerId;
   }
 
-  /** Offer to the sampled peers, seeds first, within the budget. */
+  /**
+   * Offer to the sampled peers, seeds first, within the budget; keep the rest as spares for
+   * when a connection fails or is refused.
+   */
   onJoined(swarm, peers) {
     const ordered = [...peers].sort((a, b) => (a.role !== 'seed') - (b.role !== 'seed'));
+    this._spare.set(swarm, ordered.map((entry) => entry.peer));
+    this._offerSpares(swarm);
+  }
+
+  _offerSpares(swarm) {
+    const spare = this._spare.get(swarm);
+    if (!spare || !spare.length) return;
     const linked = new Set(this._linkSig.values());
-    for (const entry of ordered) {
-      if (this._room() <= 0) break;
-      const remote = entry.peer;
+    while (spare.length && this._room() > 0 && this.swarms.includes(swarm) && !this._closing) {
+      const remote = spare.shift();
       if (remote === this.signaling.peerId || this._pending.has(remote)) continue;
       if (this.isBanned(remote) || linked.has(remote)) continue;
       this._offer(remote, swarm);
@@ -377,6 +388,13 @@ export class PeerSwarm {
       else if (type === 'answer') this._onAnswer(sender, sdp);
     } else if ('candidate' in data) {
       this._onCandidate(sender, data.candidate);
+    } else if ('busy' in data) {
+      // Our offer was refused (its budget is full): free the slot now, not at the timeout.
+      const neg = this._pending.get(sender);
+      if (neg && neg.offerer && !neg.opened) {
+        this.stats.failed += 1;
+        this._abandon(neg);
+      }
     }
   }
 
@@ -455,7 +473,9 @@ export class PeerSwarm {
       if (!existing.offerer || mine > sender) return; // impolite side of a glare: keep ours
       this._abandon(existing); // polite: drop our offer, answer theirs
     } else if (this._room() <= 0) {
-      return; // budget full: the offerer's connect timeout cleans up
+      // Say so at once: the offerer moves on instead of waiting for its connect timeout.
+      this.signaling.signal(sender, swarm, { busy: 'full' });
+      return;
     }
     this._answer(sender, swarm, sdp);
   }
@@ -594,6 +614,7 @@ export class PeerSwarm {
         }
       }
     }
+    for (const swarmId of this.swarms) this._offerSpares(swarmId);
   }
 }
 
