@@ -22,6 +22,8 @@ The rules, in the order they are applied to every segment the player will need:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -181,6 +183,29 @@ class FailureReason(StrEnum):
     HTTP_ERROR = "http_error"
 
 
+_Timeline = tuple[dict[int, SegmentInfo], list[int], list[float], list[float], bool]
+#: The last tuple given to set_timeline and what was derived from it (a simulator hands the
+#: same playlist to thousands of schedulers; a real peer pays one derivation per reload).
+_timeline_memo: tuple[tuple[SegmentInfo, ...], _Timeline] | None = None
+
+
+def _derive_timeline(segments: Sequence[SegmentInfo]) -> _Timeline:
+    """Validate a playlist; by sequence: segments, order, starts, ends, and whether both rise."""
+    for seg in segments:
+        if not (0 < seg.duration < math.inf and math.isfinite(seg.start)) or (
+            seg.size is not None and seg.size < 0
+        ):
+            raise ValueError(f"segment {seg.sequence}: bad duration or size in timeline")
+    by_seq = {s.sequence: s for s in segments}
+    order = sorted(by_seq)
+    starts = [by_seq[s].start for s in order]
+    ends = [by_seq[s].end for s in order]
+    monotonic = all(a <= b for a, b in itertools.pairwise(starts)) and all(
+        a <= b for a, b in itertools.pairwise(ends)
+    )
+    return by_seq, order, starts, ends, monotonic
+
+
 @dataclass(frozen=True)
 class FetchFromPeer:
     """Request segment ``sequence`` from neighbour ``peer_id``, bytes from ``offset`` on."""
@@ -231,27 +256,58 @@ class SchedulerStats:
     """Bytes received from the origin in completed transfers."""
 
 
+#: Sequence -> the neighbours that announced it (HAVE, or FETCHING), by peer id.
+_SegmentIndex = dict[int, dict[str, "_Peer"]]
+
+
 class _Peer:
     __slots__ = (
+        "_fetchers",
+        "_holders",
         "banned_until",
         "blocked_until",
         "estimator",
-        "fetching",
-        "has",
+        "hrw_state",
         "inflight",
         "is_seed",
+        "pair_state",
+        "pid",
         "timeouts",
     )
 
-    def __init__(self, is_seed: bool, estimator: ThroughputEstimator) -> None:
+    def __init__(
+        self,
+        pid: str,
+        me: str,
+        is_seed: bool,
+        estimator: ThroughputEstimator,
+        index: tuple[_SegmentIndex, _SegmentIndex],
+    ) -> None:
+        self.pid = pid
         self.is_seed = is_seed
         self.estimator = estimator
-        self.has: set[int] = set()
-        self.fetching: set[int] = set()
         self.inflight = 0
         self.blocked_until = float("-inf")
         self.banned_until = float("-inf")
         self.timeouts = 0
+        # The hashes of rendezvous scores share their prefix for every segment: keep the FNV
+        # state after it (election: "<peer>/", source pick: "<me>><peer>/").
+        self.hrw_state = _fnv1a(_FNV_OFFSET, f"{pid}/")
+        self.pair_state = _fnv1a(_FNV_OFFSET, f"{me}>{pid}/")
+        self._holders, self._fetchers = index
+
+    # What the neighbour announced lives in the scheduler's per-segment index (the hot loops
+    # ask "who holds segment s", never "what does p hold"); these views are for inspection.
+
+    @property
+    def has(self) -> frozenset[int]:
+        """Segments this neighbour announced it holds."""
+        return frozenset(s for s, who in self._holders.items() if self.pid in who)
+
+    @property
+    def fetching(self) -> frozenset[int]:
+        """Segments this neighbour announced it is fetching from the origin."""
+        return frozenset(s for s, who in self._fetchers.items() if self.pid in who)
 
 
 @dataclass
@@ -275,25 +331,39 @@ class SegmentScheduler:
         if not peer_id:
             raise ValueError("SegmentScheduler needs a non-empty peer_id")
         self.config = config or SchedulerConfig()
-        self.peer_id = peer_id
+        self._peer_id = peer_id
         bw = self.config.bandwidth
         self.http = ThroughputEstimator(bw.http_prior_bps, bw.http_prior_latency, bw)
         """Throughput estimate of the origin."""
         self.stats = SchedulerStats()
         self._segments: dict[int, SegmentInfo] = {}
         self._order: list[int] = []
+        # Starts and ends of _order's segments, and whether both rise with the sequence
+        # (then _needed can bisect to the playhead instead of walking a long VOD timeline).
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        self._monotonic = False
         self._live = False
         self._learned_size: dict[int, int] = {}
         self._peers: dict[str, _Peer] = {}
+        self._seed_peers = 0  # how many of _peers are seeds
+        # Mutated in place only: every _Peer keeps a reference for its `has`/`fetching` views.
+        self._holders: _SegmentIndex = {}
+        self._fetchers: _SegmentIndex = {}
+        self._hrw_state = _fnv1a(_FNV_OFFSET, f"{peer_id}/")  # kept in step by the setter
         self._stored: set[int] = set()
         self._transfers: dict[int, _Transfer] = {}
         self._by_seq: dict[int, int] = {}
+        # Of _transfers (kept in step by _new_transfer/_end_transfer; polls read them often):
+        self._p2p_running = 0  # from peers
+        self._http_running = 0  # from the origin
+        self._http_optional = 0  # from the origin for another reason than a deadline
         self._next_tid = 1
         self._failed_peers: dict[int, set[str]] = {}
         self._partial: dict[int, tuple[int, str | None]] = {}
         self._origin_errors: dict[int, tuple[int, float]] = {}
         self._first_wanted: dict[int, float] = {}
-        self._ranks: dict[int, int] = {}  # election ranks, valid until the neighbours change
+        self._ranks: dict[int, int] = {}  # election ranks, kept in step with the neighbours
         self._wakeup: float | None = None
         # Playback: position at time _t_ref, and whether it advances.
         self._t_ref = 0.0
@@ -303,24 +373,53 @@ class SegmentScheduler:
         self._rate = 1.0
         self._playing = False
 
+    @property
+    def peer_id(self) -> str:
+        """Our id as neighbours see it in our HELLO: the election and the source pick hash it."""
+        return self._peer_id
+
+    @peer_id.setter
+    def peer_id(self, value: str) -> None:
+        # An adapter may create the scheduler before signalling gives it an id (the Python
+        # agent starts with "local"): every hash prefix and cached rank derived from the old
+        # id must follow, or this viewer would rank itself with a stale hash.
+        if not value:
+            raise ValueError("SegmentScheduler needs a non-empty peer_id")
+        if value == self._peer_id:
+            return
+        self._peer_id = value
+        self._hrw_state = _fnv1a(_FNV_OFFSET, f"{value}/")
+        for peer in self._peers.values():
+            peer.pair_state = _fnv1a(_FNV_OFFSET, f"{value}>{peer.pid}/")
+        self._ranks.clear()
+
     # ----------------------------------------------------------------- inputs: timeline, player
 
     def set_timeline(self, segments: Sequence[SegmentInfo], *, live: bool = False) -> None:
-        """Replace the playlist (a live window slides; forgotten segments are dropped)."""
-        for seg in segments:
-            if not (0 < seg.duration < math.inf and math.isfinite(seg.start)) or (
-                seg.size is not None and seg.size < 0
-            ):
-                raise ValueError(f"segment {seg.sequence}: bad duration or size in timeline")
-        self._segments = {s.sequence: s for s in segments}
-        self._order = sorted(self._segments)
+        """Replace the playlist (a live window slides; forgotten segments are dropped).
+
+        Passing the same *tuple* again (or to another scheduler) reuses what was derived from
+        it: a tuple of frozen :class:`SegmentInfo` cannot change. Nothing here mutates the
+        derived tables, so schedulers may share them.
+        """
+        global _timeline_memo
+        memo = _timeline_memo
+        if memo is not None and memo[0] is segments:
+            derived = memo[1]
+        else:
+            derived = _derive_timeline(segments)
+            if isinstance(segments, tuple):
+                _timeline_memo = (segments, derived)
+        self._segments, self._order, self._starts, self._ends, self._monotonic = derived
         self._live = live
         if self._order:
             self._forget_before(self._order[0])
 
     def _forget_before(self, oldest: int) -> None:
         # A live window slides forever: drop what refers to segments gone from the playlist.
-        self._stored = {s for s in self._stored if s >= oldest}
+        stale = [s for s in self._stored if s < oldest]
+        if stale:
+            self._stored.difference_update(stale)
         for table in (
             self._ranks,
             self._first_wanted,
@@ -328,14 +427,11 @@ class SegmentScheduler:
             self._origin_errors,
             self._learned_size,
             self._partial,
+            self._holders,
+            self._fetchers,
         ):
             for seq in [s for s in table if s < oldest]:
                 del table[seq]
-        for peer in self._peers.values():
-            if peer.has and min(peer.has) < oldest:
-                peer.has = {s for s in peer.has if s >= oldest}
-            if peer.fetching and min(peer.fetching) < oldest:
-                peer.fetching = {s for s in peer.fetching if s >= oldest}
 
     @property
     def is_live(self) -> bool:
@@ -367,7 +463,10 @@ class SegmentScheduler:
         ``playing`` False (not started yet, paused) makes deadlines float with the clock: only
         the segment at the playhead is urgent, the rest wait for peers.
         """
-        finite = all(math.isfinite(x) for x in (now, position, buffered_until, rate))
+        isfinite = math.isfinite
+        finite = (
+            isfinite(now) and isfinite(position) and isfinite(buffered_until) and isfinite(rate)
+        )
         if not finite or rate <= 0 or position < 0 or buffered_until < 0:
             raise ValueError(
                 f"bad playback state: position={position} buffered={buffered_until} rate={rate}"
@@ -398,17 +497,28 @@ class SegmentScheduler:
         if peer_id == self.peer_id or peer_id in self._peers:
             return
         bw = self.config.bandwidth
-        self._ranks.clear()
-        self._peers[peer_id] = _Peer(
-            is_seed, ThroughputEstimator(bw.peer_prior_bps, bw.peer_prior_latency, bw)
+        peer = _Peer(
+            peer_id,
+            self.peer_id,
+            is_seed,
+            ThroughputEstimator(bw.peer_prior_bps, bw.peer_prior_latency, bw),
+            (self._holders, self._fetchers),
         )
+        self._peers[peer_id] = peer
+        self._seed_peers += is_seed
+        self._rerank(peer, 1)
 
     def remove_peer(self, peer_id: str) -> list[int]:
         """A neighbour left. Its transfers are forgotten (the adapter aborts them); returns the
         ids of those transfers. Their segments are rescheduled at the next poll."""
-        if self._peers.pop(peer_id, None) is None:
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
             return []
-        self._ranks.clear()
+        self._seed_peers -= peer.is_seed
+        self._rerank(peer, -1)
+        self._forget_announcements(peer_id)
+        for who in self._fetchers.values():
+            who.pop(peer_id, None)
         gone = [t.transfer_id for t in self._transfers.values() if t.peer_id == peer_id]
         for tid in gone:
             self._keep_partial(self._transfers[tid])
@@ -421,27 +531,37 @@ class SegmentScheduler:
         if peer is None:
             logger.debug("HAVE from unknown peer %s ignored", peer_id)
             return
+        holders, fetchers = self._holders, self._fetchers
         for seq in sequences:
-            peer.has.add(seq)
-            peer.fetching.discard(seq)
+            who = holders.get(seq)
+            if who is None:
+                holders[seq] = {peer_id: peer}
+            else:
+                who[peer_id] = peer
+            fetching = fetchers.get(seq)
+            if fetching:
+                fetching.pop(peer_id, None)
 
     def peer_lost(self, peer_id: str, sequences: Iterable[int]) -> None:
         """``peer_id`` no longer holds ``sequences`` (LOST, evicted)."""
-        peer = self._peers.get(peer_id)
-        if peer is not None:
-            peer.has.difference_update(sequences)
+        if peer_id in self._peers:
+            holders = self._holders
+            for seq in sequences:
+                who = holders.get(seq)
+                if who:
+                    who.pop(peer_id, None)
 
     def peer_fetching(self, peer_id: str, sequence: int) -> None:
         """``peer_id`` announced it is fetching ``sequence`` from the origin (FETCHING)."""
         peer = self._peers.get(peer_id)
-        if peer is not None and sequence not in peer.has:
-            peer.fetching.add(sequence)
+        if peer is not None and peer_id not in self._holders.get(sequence, ()):
+            self._fetchers.setdefault(sequence, {})[peer_id] = peer
 
     def peer_fetch_aborted(self, peer_id: str, sequence: int) -> None:
         """``peer_id`` gave up fetching ``sequence``."""
-        peer = self._peers.get(peer_id)
-        if peer is not None:
-            peer.fetching.discard(sequence)
+        fetching = self._fetchers.get(sequence)
+        if fetching:
+            fetching.pop(peer_id, None)
 
     # ----------------------------------------------------------------- inputs: own storage
 
@@ -544,18 +664,28 @@ class SegmentScheduler:
 
     def http_time_needed(self, nbytes: float) -> float:
         """Seconds to reserve for fetching ``nbytes`` from the origin, safety included."""
-        cfg = self.config
-        backlog = sum(
+        return self._http_time(nbytes, self._http_backlog())
+
+    def _http_backlog(self) -> int:
+        """Bytes the running origin transfers still have to deliver."""
+        if not self._http_running:
+            return 0
+        return sum(
             self.segment_size(t.sequence) - t.done_bytes
             for t in self._transfers.values()
             if t.peer_id is None
         )
+
+    def _http_time(self, nbytes: float, backlog: int) -> float:
+        cfg = self.config
         raw = self.http.transfer_time(nbytes + max(backlog, 0))
         return raw * cfg.http_safety_factor + cfg.http_safety_margin
 
     # ----------------------------------------------------------------- internals: running
 
     def _check_transfers(self, now: float, actions: list[Action]) -> None:
+        if not self._transfers:
+            return
         # Drop what the player no longer needs first (a seek, a live window that slid past),
         # so the estimates below only count transfers that matter.
         for t in list(self._transfers.values()):
@@ -617,8 +747,19 @@ class SegmentScheduler:
         horizon = playhead + self.config.prefetch_seconds
         out = []
         self._beyond_horizon = None
-        for seq in self._order:
-            seg = self._segments[seq]
+        order = self._order
+        first = 0
+        if self._monotonic:
+            # Every segment before both the first one ending past the buffer and the first one
+            # starting past the horizon would be skipped below: start the walk there.
+            first = min(
+                bisect.bisect_right(self._ends, self._buffered_until + BUFFER_TOLERANCE),
+                bisect.bisect_right(self._starts, horizon),
+            )
+        segments = self._segments
+        for i in range(first, len(order)):
+            seq = order[i]
+            seg = segments[seq]
             if seg.start > horizon:
                 self._beyond_horizon = seg.start
                 break
@@ -633,21 +774,21 @@ class SegmentScheduler:
 
     def _schedule(self, now: float, actions: list[Action]) -> None:
         cfg = self.config
-        p2p_slots = cfg.max_parallel_p2p - sum(
-            1 for t in self._transfers.values() if t.peer_id is not None
-        )
-        http_slots = cfg.max_parallel_http - sum(
-            1 for t in self._transfers.values() if t.peer_id is None and t.reason != "deadline"
-        )
+        p2p_slots = cfg.max_parallel_p2p - self._p2p_running
+        http_slots = cfg.max_parallel_http - self._http_optional
+        backlog = None  # of origin transfers: changes only when one starts in this loop
         for seq in self._needed(now):
             self._first_wanted.setdefault(seq, now)
             size = self.segment_size(seq)
             offset = self._partial.get(seq, (0, None))[0]
-            urgent_at = self.deadline(seq, now) - self.http_time_needed(size - offset)
+            if backlog is None:
+                backlog = self._http_backlog()
+            urgent_at = self.deadline(seq, now) - self._http_time(size - offset, backlog)
             retry_at = self._origin_retry_at(seq)
             if now >= urgent_at:
                 if now >= retry_at:
                     actions.append(self._start_origin(now, seq, "deadline"))
+                    backlog = None
                 else:
                     self._wake(retry_at)
                 continue
@@ -662,6 +803,7 @@ class SegmentScheduler:
                     continue
             if http_slots > 0 and now >= retry_at and self._should_bootstrap(now, seq):
                 actions.append(self._start_origin(now, seq, "bootstrap"))
+                backlog = None
                 http_slots -= 1
         if self._playing and self._beyond_horizon is not None:
             # Wake when the next segment enters the prefetch window: without it, a VOD viewer
@@ -672,16 +814,20 @@ class SegmentScheduler:
 
     def _try_peer(self, now: float, seq: int, size: int, budget: float) -> FetchFromPeer | None:
         cfg = self.config
+        holders = self._holders.get(seq)
+        if not holders:
+            return None
         failed = self._failed_peers.get(seq, ())
         best: list[tuple[tuple[bool, float], str]] = []
-        for pid, peer in self._peers.items():
+        # Candidates come out in announcement order, not neighbour order: the sort below is on
+        # (rank, eta, peer id), a total order, so the pick does not depend on it.
+        for pid, peer in holders.items():
             if (
-                seq not in peer.has
-                or pid in failed
+                pid in failed
                 or peer.blocked_until > now
                 or peer.inflight >= cfg.max_inflight_per_peer
             ):
-                if seq in peer.has and peer.blocked_until > now:
+                if peer.blocked_until > now:
                     self._wake(peer.blocked_until)
                 continue
             est = peer.estimator
@@ -698,20 +844,24 @@ class SegmentScheduler:
         # downloaders pick different sources, and the JS twin picks exactly the same.
         top_seed, top_eta = best[0][0]
         near = [pid for (seed, eta), pid in best if seed == top_seed and eta <= top_eta * 1.25]
-        pid = max(near, key=lambda c: hrw_score(f"{self.peer_id}>{c}", seq))
+        if len(near) == 1:
+            pid = near[0]
+        else:
+            # hrw_score(f"{self.peer_id}>{c}", seq), from the hashed prefix kept per peer.
+            peers = self._peers
+            pid = max(near, key=lambda c: _hrw_finish(peers[c].pair_state, seq))
         self._partial.pop(seq, None)
         return self._start_peer(now, seq, pid)
 
     def _should_bootstrap(self, now: float, seq: int) -> bool:
         """Whether this viewer should bring ``seq`` into the swarm from the origin now."""
         cfg = self.config
-        seeds = False
-        for peer in self._peers.values():
-            # A banned peer's claims do not count: they would hold us back until urgent.
-            if (seq in peer.has or seq in peer.fetching) and peer.banned_until <= now:
-                return False
-            seeds = seeds or peer.is_seed
-        start = self._first_wanted[seq] + (cfg.seed_grace if seeds else 0.0)
+        for index in (self._holders, self._fetchers):
+            for peer in index.get(seq, {}).values():
+                # A banned peer's claims do not count: they would hold us back until urgent.
+                if peer.banned_until <= now:
+                    return False
+        start = self._first_wanted[seq] + (cfg.seed_grace if self._seed_peers else 0.0)
         rank = self.election_rank(seq)
         start += max(rank - cfg.election_copies + 1, 0) * cfg.election_backoff
         if now >= start:
@@ -719,16 +869,33 @@ class SegmentScheduler:
         self._wake(start)
         return False
 
+    def _rerank(self, peer: _Peer, step: int) -> None:
+        # A neighbour came (step 1) or went (-1): a cached rank moves by one if it ranks above
+        # us, the same count election_rank would make again. Ranks of segments already played
+        # are dropped instead (recomputed if ever asked), so VOD does not carry them forever.
+        if peer.is_seed or not self._ranks:
+            return
+        ranks = self._ranks
+        for seq in [
+            s for s in ranks if s in self._segments and self._segments[s].end <= self._position
+        ]:
+            del ranks[seq]
+        mine_state, me, pid = self._hrw_state, self.peer_id, peer.pid
+        for seq, rank in ranks.items():
+            if (_hrw_finish(peer.hrw_state, seq), pid) > (_hrw_finish(mine_state, seq), me):
+                ranks[seq] = rank + step
+
     def election_rank(self, seq: int) -> int:
         """0-based rank of this viewer among itself and its non-seed neighbours for ``seq``."""
         cached = self._ranks.get(seq)
         if cached is not None:
             return cached
-        mine = hrw_score(self.peer_id, seq)
+        # hrw_score(pid, seq) for each, from the hashed "<pid>/" prefixes.
+        mine = (_hrw_finish(self._hrw_state, seq), self.peer_id)
         rank = sum(
             1
             for pid, peer in self._peers.items()
-            if not peer.is_seed and (hrw_score(pid, seq), pid) > (mine, self.peer_id)
+            if not peer.is_seed and (_hrw_finish(peer.hrw_state, seq), pid) > mine
         )
         self._ranks[seq] = rank
         return rank
@@ -763,10 +930,20 @@ class SegmentScheduler:
         meter = TransferMeter(now, estimator, self.config.bandwidth.min_sample_seconds)
         self._transfers[tid] = _Transfer(tid, seq, peer_id, offset, meter, reason)
         self._by_seq[seq] = tid
+        self._count_transfer(peer_id, reason, 1)
         return tid
+
+    def _count_transfer(self, peer_id: str | None, reason: str, step: int) -> None:
+        if peer_id is not None:
+            self._p2p_running += step
+        else:
+            self._http_running += step
+            if reason != "deadline":
+                self._http_optional += step
 
     def _end_transfer(self, tid: int) -> None:
         t = self._transfers.pop(tid)
+        self._count_transfer(t.peer_id, t.reason, -1)
         if self._by_seq.get(t.sequence) == tid:
             del self._by_seq[t.sequence]
         if t.peer_id is not None and t.peer_id in self._peers:
@@ -799,7 +976,7 @@ class SegmentScheduler:
             peer.blocked_until = max(peer.blocked_until, now + wait)
             self._failed_peers[t.sequence].discard(pid)
         elif reason is FailureReason.DONT_HAVE:
-            peer.has.discard(t.sequence)
+            self._holders.get(t.sequence, {}).pop(pid, None)
         elif reason is FailureReason.BAD_DATA:
             self._ban(now, pid, "sent bad data")
         elif reason is FailureReason.TIMEOUT:
@@ -807,7 +984,7 @@ class SegmentScheduler:
             self._penalise_timeout(now, t.sequence, pid)
         elif reason is FailureReason.PEER_GONE:
             self._keep_partial(t)
-            peer.has.clear()
+            self._forget_announcements(pid)
 
     def _origin_failed(self, now: float, t: _Transfer, reason: FailureReason) -> None:
         count = self._origin_errors.get(t.sequence, (0, 0.0))[0] + 1
@@ -846,7 +1023,12 @@ class SegmentScheduler:
         logger.info("not using peer %s for %.0fs: %s", pid, self.config.ban_duration, why)
         peer.banned_until = max(peer.banned_until, now + self.config.ban_duration)
         peer.blocked_until = max(peer.blocked_until, peer.banned_until)
-        peer.has.clear()
+        self._forget_announcements(pid)
+
+    def _forget_announcements(self, pid: str) -> None:
+        """Forget every HAVE of ``pid`` (not its FETCHINGs)."""
+        for who in self._holders.values():
+            who.pop(pid, None)
 
     def _banned(self, pid: str, now: float) -> bool:
         peer = self._peers.get(pid)
@@ -857,13 +1039,34 @@ class SegmentScheduler:
             self._wakeup = when
 
 
+_FNV_OFFSET = 0x811C9DC5
+_DIGITS: dict[int, bytes] = {}
+
+
 def hrw_score(peer_id: str, sequence: int) -> int:
     """Rendezvous-hash weight of (peer, segment): FNV-1a 32-bit then the murmur3 finaliser.
 
     Chosen to be ported to JS exactly (Math.imul); the finaliser fixes FNV's weak low bits.
     """
-    h = 0x811C9DC5
-    for byte in f"{peer_id}/{sequence}".encode():
+    return _hrw_finish(_fnv1a(_FNV_OFFSET, f"{peer_id}/"), sequence)
+
+
+def _fnv1a(h: int, text: str) -> int:
+    """FNV-1a 32-bit state ``h`` after the UTF-8 bytes of ``text``."""
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def _hrw_finish(h: int, sequence: int) -> int:
+    """:func:`hrw_score` from the FNV state after ``"<peer_id>/"`` (hashing is incremental, so a
+    prefix shared by every segment is hashed once)."""
+    digits = _DIGITS.get(sequence)
+    if digits is None:
+        digits = str(sequence).encode()
+        if len(_DIGITS) < 1_000_000:  # a bounded memo: sequences of one process's streams
+            _DIGITS[sequence] = digits
+    for byte in digits:
         h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF
