@@ -16,13 +16,15 @@ business (:mod:`swarmcast.peer.agent`), which gets every link event through a
   the process). After a signalling reconnect the fresh sample may name peers we are already
   linked with under their new ids; the new link's HELLO reveals it and the newer link is
   closed (both sides agree on which: the one that just opened).
-- **Budget**: at most ``max_peers`` links and negotiations; offers beyond it are ignored
-  (the offerer's connect timeout cleans up). Links with no useful traffic for
-  ``idle_timeout`` are dropped while the budget is full, and a swarm with fewer than
-  ``min_peers`` links asks the server for a fresh sample every ``resample_interval``.
+- **Budget**: at most ``max_peers`` links and negotiations; an offer beyond it is answered
+  with the signal ``{"busy": "full"}`` (the offerer frees that slot at once), and the peers of
+  a sample we had no room for are kept as spares, offered when room appears. Links with no
+  useful traffic for ``idle_timeout`` are dropped while the budget is full, and a swarm with
+  fewer than ``min_peers`` links asks the server for a fresh sample every
+  ``resample_interval``.
 - **Bans**: :meth:`PeerSwarm.ban` closes the link with ``ERROR banned`` and refuses that peer
-  for ``ban_duration``. The signalling protocol has no report message yet: the ban is logged
-  at WARNING with the peer's ids (the server-side report is an open item).
+  for ``ban_duration``, logs it at WARNING with the peer's ids and reports the peer to the
+  signalling server (``report``; enough distinct reporters get it quarantined there).
 """
 
 from __future__ import annotations
