@@ -35,6 +35,7 @@ from test_peer_malicious import LyingSeed
 
 from swarmcast.peer.agent import PeerAgent
 from swarmcast.peer.protocol import Role
+from swarmcast.signaling.server import SERVER
 
 pytestmark = [pytest.mark.netns, pytest.mark.browser, requires_chromium]
 
@@ -183,12 +184,15 @@ async def test_lying_peer_is_rejected(tiny_sample: Path, test_host: str, page_se
             segments = await events(page, "segment")
             assert not page_errors(page)
         liar_id = liar.swarm.local_id if liar.swarm else None
+        hub = the_lab.signal_runner.app[SERVER].hub
+        abuse = sum(row["abuse_reports"] for row in hub.swarm_stats().values())
     assert LyingSeed.served > 0, "the liar was never asked: the test proves nothing"
     assert rejected and all(r["peerId"] == liar_id for r in rejected), rejected
     assert stats["stalls"] == 0, stats
     # Nothing from the liar reached hls.js: every segment the player got came over HTTP.
     assert segments and all(s["source"] == "http" for s in segments), segments
     assert stats["p2pBytes"] == 0 and stats["peers"] == 0, stats
+    assert abuse >= 1  # the browser reported the liar to the signalling server
 
 
 async def test_seed_killed_then_origin_outage(

@@ -103,6 +103,8 @@ describe('SignalingClient', () => {
     assert.deepEqual(ws.last('signal'), { type: 'signal', to: 'B', swarm: 's', data: { sdp: { type: 'answer', sdp: 'v=0' } } });
     c.sendStats('s', { http_bytes: 1, p2p_bytes: 2 });
     assert.equal(ws.last('stats').p2p_bytes, 2);
+    c.sendReport('s', 'B', 'bad-data');
+    assert.deepEqual(ws.last('report'), { type: 'report', swarm: 's', peer: 'B', reason: 'bad-data' });
     c.close();
   });
 

@@ -469,6 +469,19 @@ export class SignalingClient {
   }
 
   /**
+   * Report peer `peer` (its signalling id) for misbehaving in `swarm` (docs/signaling.md):
+   * `reason` is `bad-data`, `protocol`, `flood` or `unresponsive`. Best effort: nothing is sent
+   * while disconnected, and the server answers nothing on success.
+   *
+   * @param {string} swarm
+   * @param {string} peer
+   * @param {string} reason
+   */
+  sendReport(swarm, peer, reason) {
+    if (this.connected) this._send({ type: 'report', swarm, peer, reason });
+  }
+
+  /**
    * Report cumulative counters for `swarm` (`http_bytes`, `p2p_bytes`, `uploaded_bytes`,
    * `stalls`).
    *

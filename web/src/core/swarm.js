@@ -322,14 +322,15 @@ export class PeerSwarm {
    * @param {string} peerId
    * @param {string} reason
    */
-  ban(peerId, reason) {
+  ban(peerId, reason, { report = 'bad-data' } = {}) {
     const until = this._now() + this.config.banDuration;
     this.banned.set(peerId, until);
     this.stats.bans += 1;
     const link = this.links.get(peerId);
     const sig = link ? this._linkSig.get(link) : undefined;
     if (sig) this.banned.set(sig, until);
-    // docs/signaling.md has no report message yet: the console line is the report.
+    // Tell signalling too: a peer reported by enough members is left out of samples.
+    if (sig) for (const swarm of this.signaling.swarms) this.signaling.sendReport(swarm, sig, report);
     this._log.warn(`swarmcast: banning peer ${peerId} (signalling id ${sig}): ${reason}`);
     if (link && !link.closed) link.close(ErrorCode.BANNED, reason.slice(0, 200));
   }
