@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from swarmcast.peer.player import PlayerConfig, PlayerEvent, PlayerState, VirtualPlayer
@@ -418,6 +418,16 @@ _calls = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(calls=_calls, created=st.floats(0.0, 1e6))
+@example(  # found in CI: the player ends while the clock moves to a start call
+    calls=[
+        (0.0, "segment", 0, 2.0),
+        (0.0, "start", 0, 1.0),
+        (0.0, "end", 0, 1.5),
+        (1.0, "segment", 0, 1.0),
+        (1.0, "start", 0, 1.0),
+    ],
+    created=0.0,
+)
 def test_time_is_played_stalled_or_waiting_and_never_negative(calls, created) -> None:
     p = VirtualPlayer(PlayerConfig(abr=True, abr_min_interval=1.0), now=created)
     now = created
@@ -425,6 +435,8 @@ def test_time_is_played_stalled_or_waiting_and_never_negative(calls, created) ->
     stalls_seen = 0
     for step, op, index, value in calls:
         now += step
+        # Bring the player to `now` first: it may end on the way (then it can't be started).
+        events = p.tick(now)
         if op == "segment":
             p.add_segment(2.0 * index, value, now)
         elif op == "start" and p.state is not PlayerState.ENDED:
@@ -434,7 +446,7 @@ def test_time_is_played_stalled_or_waiting_and_never_negative(calls, created) ->
             p.set_end(2.0 * index + value, now=now)
         elif op == "abr":
             p.choose_rendition(now, [300_000, 1_000_000], value * 1e6, 0)
-        events = p.tick(now)
+        events += p.tick(now)
         stalls_seen += sum(e.kind == "stall" for e in events)
         assert all(created <= e.at <= now + 1e-9 for e in events)
         q = p.qoe
@@ -455,3 +467,15 @@ def test_time_is_played_stalled_or_waiting_and_never_negative(calls, created) ->
         assert (wake is None) == (p.state is not PlayerState.PLAYING)
         if wake is not None:
             assert wake >= now - 1e-9
+
+
+def test_a_player_that_ended_on_the_way_refuses_a_start() -> None:
+    """The case hypothesis found: the end passes while the clock moves to the start call."""
+    p = VirtualPlayer(PlayerConfig(), now=0.0)
+    p.add_segment(0.0, 2.0, 0.0)
+    p.start_at(0.0, 0.0)
+    p.set_end(1.5, now=0.0)
+    p.tick(2.0)
+    assert p.state is PlayerState.ENDED
+    with pytest.raises(RuntimeError, match="ended"):
+        p.start_at(0.0, 2.0)
