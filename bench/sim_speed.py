@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmcast.peer.scheduler import SegmentScheduler
 from swarmcast.sim.cli import run_scenario
 from swarmcast.sim.engine import Simulation
 from swarmcast.sim.scenario import Scenario
@@ -86,7 +85,13 @@ IDENTITY_SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 #: ``run`` keys that depend on the wall clock or on how many events the engine needed.
-_RUN_VOLATILE = ("wall_seconds", "viewer_seconds_per_wall_second", "events")
+_RUN_VOLATILE = (
+    "wall_seconds",
+    "viewer_seconds_per_wall_second",
+    "events",
+    "compiled",
+    "engine",
+)
 
 
 # ---------------------------------------------------------------------- speed
@@ -154,23 +159,16 @@ def traced_run(scenario: Scenario) -> dict[str, Any]:
     """Run ``scenario``; the report without wall-clock facts, plus a digest of every decision."""
     digest = hashlib.sha256()
     polls = [0, 0]
-    original = SegmentScheduler.poll
 
-    def poll(self: SegmentScheduler, now: float) -> list[Any]:
-        actions = original(self, now)
+    def trace(viewer: str, now: float, actions: list[Any]) -> None:
         polls[0] += 1
         if actions:
             polls[1] += 1
-            digest.update(f"{self.peer_id}@{now!r}:{actions!r}\n".encode())
-        return actions
+            digest.update(f"{viewer}@{now!r}:{actions!r}\n".encode())
 
-    SegmentScheduler.poll = poll  # type: ignore[method-assign]
-    try:
-        started = time.perf_counter()
-        result = run_scenario(scenario)
-        wall = time.perf_counter() - started
-    finally:
-        SegmentScheduler.poll = original  # type: ignore[method-assign]
+    started = time.perf_counter()
+    result = run_scenario(scenario, trace=trace)
+    wall = time.perf_counter() - started
     run = result["report"]["run"]
     facts = {"wall": wall, "events": run["events"], "polls": polls[0], "acting_polls": polls[1]}
     for key in _RUN_VOLATILE:

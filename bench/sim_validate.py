@@ -34,9 +34,6 @@ Run it inside the namespace (WebRTC needs it); it prints the load average before
 
     tests/netns-run .venv/bin/python bench/sim_validate.py --viewers 2,4,6,10,20 --out /tmp/sv
 
-``--what-if-join-phase`` adds a second table: the simulator with one change, the playlist
-reload phase tied to the join (see :func:`simulate_join_phase`; a finding of this bench).
-
 Reports are kept under ``--out`` (one folder per run); a run whose ``report.json`` is already
 there is not run again, so an interrupted campaign resumes and ``--analyse`` re-prints a table.
 """
@@ -392,36 +389,6 @@ def run_sim(scenario: Path, out: Path) -> dict[str, Any]:
     return json.loads((out / "report.json").read_text())
 
 
-def simulate_join_phase(scenario: Path) -> dict[str, Any]:
-    """What-if of a proposed simulator change: the reload phase is the join phase.
-
-    The real follower (like hls.js) loads the playlist when it joins and reloads it one target
-    duration after each load (RFC 8216), so a viewer learns of each new segment at the same
-    phase as its join, which is also what sets its playhead. ``sim/engine.py`` draws a reload
-    phase independent of the join. This runs the simulator in-process with the first reload
-    moved to one segment duration after the join (the draw is still made, so every other draw
-    is unchanged). Drop it once the engine does the same.
-    """
-    from swarmcast.sim.engine import Simulation
-    from swarmcast.sim.report import build_report
-    from swarmcast.sim.scenario import Scenario
-
-    if not hasattr(Simulation, "_refresh"):
-        raise SystemExit("--what-if-join-phase: sim/engine.py has no _refresh any more; drop it")
-
-    class JoinPhaseSimulation(Simulation):
-        def at(self, when: float, fn: Any, a: Any = None, b: Any = None) -> None:
-            first = self.__dict__.setdefault("_first_reload_done", set())
-            if getattr(fn, "__name__", "") == "_refresh" and id(a) not in first:
-                first.add(id(a))  # viewers stay referenced by the simulation: ids are unique
-                when = self.now + self.d
-            super().at(when, fn, a, b)
-
-    sim = JoinPhaseSimulation(Scenario.from_json(json.loads(scenario.read_text())))
-    sim.run()
-    return build_report(sim, 0.0)["report"]
-
-
 def run_real(args: argparse.Namespace, scenario: Path, out: Path) -> dict[str, Any]:
     """``swarmcast loadtest --config`` in this namespace; returns report.json (kept)."""
     if not (out / "report.json").exists():
@@ -439,24 +406,19 @@ def run_real(args: argparse.Namespace, scenario: Path, out: Path) -> dict[str, A
     return json.loads((out / "report.json").read_text())
 
 
-def campaign(
-    args: argparse.Namespace, facts: NetnsFacts
-) -> tuple[list[Comparison], list[Comparison]]:
+def campaign(args: argparse.Namespace, facts: NetnsFacts) -> list[Comparison]:
     """Every run of every N; prints one line per real run as it ends. Returns the comparisons
-    with the simulator, and with the join-phase what-if (empty without the flag)."""
+    with the simulator."""
     base = json.loads(args.base.read_text()) if args.base else {}
     base.setdefault("duration", args.duration)
     base.setdefault("join_spread", args.join_spread)
     d = float(base.get("segment_duration", 2.0))
     out: list[Comparison] = []
-    what_if: list[Comparison] = []
     for n in args.viewers:
-        sim, real, joined = [], [], []
+        sim, real = [], []
         for seed in args.sim_seeds:
             path = _write(args, facts, base, n, seed)
             sim.append(figures(run_sim(path, args.out / f"n{n}-sim-seed{seed}")))
-            if args.what_if_join_phase:
-                joined.append(figures(simulate_join_phase(path)))
         for seed in args.real_seeds:
             path = _write(args, facts, base, n, seed)
             for k in range(args.repeat):
@@ -472,9 +434,7 @@ def campaign(
                     flush=True,
                 )
         out.append(compare(n, real, sim, args.tolerance, d))
-        if joined:
-            what_if.append(compare(n, real, joined, args.tolerance, d))
-    return out, what_if
+    return out
 
 
 def _write(
@@ -525,11 +485,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--base", type=Path, help="scenario JSON to start from (default: the defaults)")
     a("--out", type=Path, default=Path("sim-validate-out"), help="folder of every run")
     a("--analyse", action="store_true", help="only re-read the runs already under --out")
-    a(
-        "--what-if-join-phase",
-        action="store_true",
-        help="also compare with the simulator whose playlist reloads keep the join phase",
-    )
     a("--workers", type=int, default=os.cpu_count() or 1, help="load-test worker processes")
     a("--max-peers", type=int, default=10, help="load-test links per viewer (= max_neighbours)")
     a("--media", type=Path, default=ROOT / "media" / "loadtest-bench", help="sample folder")
@@ -578,22 +533,18 @@ def main(argv: list[str] | None = None) -> int:
         f" data channel one-way {facts.p2p_latency * 1000:.2f} ms;"
         f" segment {facts.segment_bytes / 1000:.1f} kB"
     )
-    comparisons, what_if = campaign(args, facts)
+    comparisons = campaign(args, facts)
     print(f"# load average after: {os.getloadavg()}")
     print(table(comparisons))
-    if what_if:
-        print("# what-if: the simulator with the reload phase = the join phase (as real players)")
-        print(table(what_if))
     t = args.tolerance
     print(
         f"# tolerance: offload {t.offload_points:.0%} points, origin req./seg. "
         f"{t.requests_per_viewer} x N, startup p50 {t.startup_p50} s, live latency "
         f"{t.live_latency} s (sim - d/2), stalls <= {t.stalls} per run"
     )
-    for label, runs in (("", comparisons), (" (what-if)", what_if)):
-        for c in runs:
-            for failure in c.failures:
-                print(f"# N={c.viewers}{label} DISAGREES: {failure}")
+    for c in comparisons:
+        for failure in c.failures:
+            print(f"# N={c.viewers} DISAGREES: {failure}")
     return 0 if all(c.agrees for c in comparisons) else 1
 
 

@@ -702,6 +702,8 @@ class SegmentScheduler:
 
     def _check_p2p(self, now: float, t: _Transfer, actions: list[Action]) -> None:
         cfg = self.config
+        pid = t.peer_id
+        assert pid is not None  # only peer transfers come here
         remaining = max(self.segment_size(t.sequence) - t.done_bytes, 0)
         http_need = self.http_time_needed(remaining)
         switch_at = self.deadline(t.sequence, now) - http_need
@@ -711,7 +713,7 @@ class SegmentScheduler:
             actions.append(CancelTransfer(t.transfer_id, "stalled"))
             self._end_transfer(t.transfer_id)
             self._keep_partial(t)
-            self._penalise_timeout(now, t.sequence, t.peer_id)
+            self._penalise_timeout(now, t.sequence, pid)
             return
         if now >= switch_at:
             # The last moment the origin can still deliver the rest in time. Keeping the peer

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,21 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     return base.replace(**changes) if changes else base
 
 
-def run_scenario(scenario: Scenario, *, progress: bool = False) -> dict[str, Any]:
-    """Run one scenario; returns ``{"report", "viewers", "timeseries"}`` (see report.py)."""
+def run_scenario(
+    scenario: Scenario,
+    *,
+    progress: bool = False,
+    trace: Callable[[str, float, list[Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run one scenario; returns ``{"report", "viewers", "timeseries"}`` (see report.py).
+
+    ``trace(viewer_id, clock, actions)`` is called after every scheduler poll.
+    """
     from swarmcast.sim.engine import Simulation
     from swarmcast.sim.report import build_report
 
     sim = Simulation(scenario)
+    sim.trace = trace
     started = time.perf_counter()
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -162,6 +172,7 @@ def print_summary(report: dict[str, Any]) -> None:
         ("live latency mean", _fmt(s["live_latency"]["mean"], " s")),
         ("mean neighbours", _fmt(s["connections"]["mean_neighbours"], "", 1)),
         ("speed", f"{run['viewer_seconds_per_wall_second']:.0f} viewer-s / wall-s"),
+        ("engine", "compiled" if run.get("compiled") else "pure Python"),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -193,6 +204,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     show = not args.no_progress and sys.stderr.isatty()
     out = Path(args.out)
+    from swarmcast import accel
+
+    engine = accel.status()
+    if engine.active:
+        logger.info("engine: %s", engine.describe())
+    else:
+        logger.warning("engine: %s; the compiled build is about 2x faster", engine.describe())
     if sweep is None:
         result = run_scenario(scenario, progress=show)
         write_report(out, result)

@@ -26,6 +26,7 @@ from typing import Any
 
 from swarmcast.peer.cache import SegmentCache
 from swarmcast.peer.scheduler import (
+    Action,
     CancelTransfer,
     FetchFromOrigin,
     FetchFromPeer,
@@ -233,6 +234,8 @@ class Simulation:
         )
         self.swarm = Swarm("sim")
         self.progress: Callable[[float], None] | None = None
+        self.trace: Callable[[str, float, list[Action]], None] | None = None
+        """Called with (viewer id, clock, actions) after every scheduler poll (checks, tests)."""
 
     # ------------------------------------------------------------------ event queue
 
@@ -482,8 +485,8 @@ class Simulation:
         self.at(self.now + self.sc.p2p_latency, self._deliver_announce, node, (seq, kind))
 
     def _deliver_announce(self, node: Node, msg: tuple[int, str]) -> None:
-        # The hottest loop of a large swarm (every HAVE reaches ~20-40 schedulers): locals,
-        # and `is_seed` in place of isinstance (only viewers have a scheduler).
+        # The hottest loop of a large swarm (every HAVE reaches ~20-40 schedulers): locals.
+        # Only viewers have a scheduler (seeds are plain nodes).
         seq, kind = msg
         pid = node.pid
         if kind == "have":
@@ -491,7 +494,7 @@ class Simulation:
             seq_end = (seq + 1) * self.d
             one = (seq,)
             for w in node.neighbours.values():
-                if w.is_seed:
+                if not isinstance(w, Viewer):
                     continue
                 w.sched.peer_has(pid, one)
                 # Only a segment this viewer still needs can change its decisions.
@@ -504,11 +507,11 @@ class Simulation:
                     self._queue_poll(w)
         elif kind == "fetching":
             for w in node.neighbours.values():
-                if not w.is_seed:
+                if isinstance(w, Viewer):
                     w.sched.peer_fetching(pid, seq)
         else:
             for w in node.neighbours.values():
-                if not w.is_seed:
+                if isinstance(w, Viewer):
                     w.sched.peer_lost(pid, (seq,))
 
     # ------------------------------------------------------------------ polling
@@ -535,7 +538,10 @@ class Simulation:
         for t in v.transfers.values():
             if t.flow is not None:
                 self._report(t, now)
-        for action in sched.poll(now):
+        actions = sched.poll(now)
+        if self.trace is not None:
+            self.trace(v.pid, now, actions)
+        for action in actions:
             if type(action) is FetchFromPeer:
                 self._fetch_peer(v, action)
             elif type(action) is FetchFromOrigin:

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from swarmcast import accel
 from swarmcast.sim.engine import Simulation
 
 #: Schema tag of ``report.json``; the load test writes the same with ``"source": "loadtest"``.
@@ -157,6 +158,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         "run": {
             "wall_seconds": round(wall_seconds, 3),
             "events": sim.events,
+            "compiled": accel.status().active,
+            "engine": accel.status().describe(),
             "simulated_seconds": sc.duration,
             "viewer_seconds_per_wall_second": (
                 summary["viewer_seconds"] / wall_seconds if wall_seconds > 0 else math.inf
