@@ -1285,7 +1285,7 @@ class PeerAgent:
             if not low <= key.number < high:
                 return
             if isinstance(event, HaveReceived):
-                scheduler.peer_has(pid, (key.number,))
+                scheduler.peer_has_one(pid, key.number)
             elif isinstance(event, LostReceived):
                 scheduler.peer_lost(pid, (key.number,))
             elif isinstance(event, FetchingReceived):

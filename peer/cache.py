@@ -40,12 +40,15 @@ class StoreResult:
 class SegmentCache:
     """Segments of one swarm under a memory budget of ``budget_bytes``."""
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int | float) -> None:
+        # Not just `int`: a compiled build (swarmcast.accel) would refuse a float with a
+        # TypeError of its own before this check; not just `float`: it would turn ints into
+        # floats.
         if not isinstance(budget_bytes, int) or budget_bytes <= 0:
             raise ValueError(
                 f"cache budget must be a positive number of bytes, got {budget_bytes!r}"
             )
-        self.budget_bytes = budget_bytes
+        self.budget_bytes: int = budget_bytes
         """Hard ceiling of :attr:`used_bytes`."""
         self.used_bytes = 0
         """Bytes currently held (pinned included)."""

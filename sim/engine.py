@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import heapq
-import itertools
 import logging
 import math
 import random
@@ -203,10 +202,12 @@ class Simulation:
         self.sc = scenario
         self.rng = random.Random(scenario.seed)
         self.now = 0.0
-        self._queue: list[tuple[float, int, Callback, Any, Any]] = []
+        # Future events: a heap of the distinct times, and each time's events in insertion
+        # order (see `at`).
+        self._times: list[float] = []
+        self._at: dict[float, list[tuple[Callback, Any, Any]]] = {}
         # Events due at the current instant, in insertion order (see `at`).
         self._due: deque[tuple[Callback, Any, Any]] = deque()
-        self._counter = itertools.count()
         self.net = FlowNetwork(self._schedule_flow, self._account)
         cap = scenario.origin_capacity
         self.origin = Endpoint(math.inf if cap is None else cap * 1e6 / 8)
@@ -242,14 +243,21 @@ class Simulation:
     def at(self, when: float, fn: Callback, a: Any = None, b: Any = None) -> None:
         """Run ``fn(a, b)`` at simulated time ``when``.
 
-        Events run in (time, insertion) order. A third of them are due at once (polls queued
-        by an event): those skip the heap for a FIFO, which keeps that order because every
-        heap entry due at this instant was queued before the clock got here, so before them.
+        Events run in (time, insertion) order. The heap holds times only (float comparisons
+        are cheaper than tuple ones), each with the list of its events in insertion order. A
+        third of all events are due at once (polls queued by an event): those skip the heap
+        for a FIFO, which keeps the order because every event listed for this instant was
+        queued before the clock got here, so before them.
         """
         if when == self.now:
             self._due.append((fn, a, b))
+            return
+        events = self._at.get(when)
+        if events is None:
+            self._at[when] = [(fn, a, b)]
+            heapq.heappush(self._times, when)
         else:
-            heapq.heappush(self._queue, (when, next(self._counter), fn, a, b))
+            events.append((fn, a, b))
 
     def _schedule_flow(self, when: float, flow: Flow, version: int) -> None:
         self.at(when, self._flow_done, flow, version)
@@ -274,21 +282,28 @@ class Simulation:
         self.at(sc.report_interval, self._sample)
         end = sc.duration
         next_progress = 0.0
-        queue, due = self._queue, self._due
+        times, by_time, due = self._times, self._at, self._due
         pop, popleft = heapq.heappop, due.popleft
         progress = self.progress
         now = self.now  # only this loop moves the clock
         events = 0
+        current: list[tuple[Callback, Any, Any]] = []  # the events listed for `now`
+        i = 0
         while True:
-            if due and not (queue and queue[0][0] <= now):
+            if i < len(current):
+                fn, a, b = current[i]
+                i += 1
+            elif due:
                 fn, a, b = popleft()
-            elif queue and queue[0][0] <= end:
-                when, _, fn, a, b = pop(queue)
+            elif times and times[0] <= end:
+                when = pop(times)
+                current, i = by_time.pop(when), 0
                 if when != now:
                     now = self.now = when
                     if progress is not None and now >= next_progress:
                         progress(now)
                         next_progress = now + 1.0
+                continue
             else:
                 break
             events += 1
@@ -492,11 +507,10 @@ class Simulation:
         if kind == "have":
             now = self.now
             seq_end = (seq + 1) * self.d
-            one = (seq,)
             for w in node.neighbours.values():
                 if not isinstance(w, Viewer):
                     continue
-                w.sched.peer_has(pid, one)
+                w.sched.peer_has_one(pid, seq)
                 # Only a segment this viewer still needs can change its decisions.
                 if seq in w.stored or seq in w.seq_tid or seq > w.last_seq or w.poll_queued:
                     continue

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 #: The compiled modules (dependencies first). Everything they import stays interpreted.
 MODULES: tuple[str, ...] = (
     "swarmcast.peer.bandwidth",
+    "swarmcast.peer.cache",
     "swarmcast.peer.upload",
     "swarmcast.peer.scheduler",
     "swarmcast.sim.network",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import swarmcast.peer.scheduler as scheduler_module
 from swarmcast.peer.scheduler import (
     BUFFER_TOLERANCE,
     FailureReason,
@@ -53,6 +54,7 @@ op = st.one_of(
     st.tuples(st.just("add"), st.sampled_from(PEERS), st.booleans()),
     st.tuples(st.just("remove"), st.sampled_from(PEERS)),
     st.tuples(st.just("have"), st.sampled_from(PEERS), st.lists(st.integers(0, 12), max_size=3)),
+    st.tuples(st.just("have_one"), st.sampled_from(PEERS), st.integers(0, 12)),
     st.tuples(st.just("lost"), st.sampled_from(PEERS), st.lists(st.integers(0, 12), max_size=3)),
     st.tuples(st.just("fetching"), st.sampled_from(PEERS), st.integers(0, 12)),
     st.tuples(st.just("aborted"), st.sampled_from(PEERS), st.integers(0, 12)),
@@ -80,6 +82,11 @@ def test_announcement_index_matches_per_peer_sets(ops):
             if o[1] in m.has:
                 m.has[o[1]].update(o[2])
                 m.fetching[o[1]].difference_update(o[2])
+        elif kind == "have_one":
+            s.peer_has_one(o[1], o[2])
+            if o[1] in m.has:
+                m.has[o[1]].add(o[2])
+                m.fetching[o[1]].discard(o[2])
         elif kind == "lost":
             s.peer_lost(o[1], o[2])
             if o[1] in m.has:
@@ -272,3 +279,29 @@ def test_a_scheduler_renamed_after_creation_decides_as_one_created_with_that_id(
     assert picks[0] == picks[1] and picks[0]
     with pytest.raises(ValueError, match="peer_id"):
         renamed.peer_id = ""
+
+
+def _reference_hrw(state: int, sequence: int) -> int:
+    """The hash with Python's unbounded ints, as first written (and as the JS twin does it)."""
+    for byte in str(sequence).encode():
+        state = ((state ^ byte) * 0x01000193) & 0xFFFFFFFF
+    state ^= state >> 16
+    state = (state * 0x85EBCA6B) & 0xFFFFFFFF
+    state ^= state >> 13
+    state = (state * 0xC2B2AE35) & 0xFFFFFFFF
+    return state ^ (state >> 16)
+
+
+@FAST
+@given(state=st.integers(0, 0xFFFFFFFF), sequence=st.integers(0, 10**12))
+@example(state=0xFFFFFFFF, sequence=999_999_999)
+@example(state=0, sequence=0)
+def test_word_sized_hash_matches_the_unbounded_one(state, sequence):
+    # A compiled build does this arithmetic in 64-bit words that overflow and wrap: the low
+    # 32 bits must still be exact.
+    assert scheduler_module._hrw_finish(state, sequence) == _reference_hrw(state, sequence)
+    text = f"viewer-{sequence}/"
+    expected = 0x811C9DC5
+    for byte in text.encode():
+        expected = ((expected ^ byte) * 0x01000193) & 0xFFFFFFFF
+    assert scheduler_module._fnv1a(0x811C9DC5, text) == expected
