@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=V1,V2",
         help="run once per value of a scenario field and plot offload (e.g. viewers=10,100; "
         "distribution values are separated by ';')",
+    )
+    a(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --sweep: run up to N points at once in worker processes (default 1; each "
+        "point is its own seeded run, so the results do not depend on N)",
     )
     a("--write-scenario", metavar="FILE", help="write the resolved scenario JSON and exit")
     a("--no-progress", action="store_true", help="no progress bar")
@@ -220,17 +229,38 @@ def run(args: argparse.Namespace) -> int:
     from swarmcast.sim.sweep import run_sweep, write_sweep
 
     name, values = sweep
+    if args.jobs < 1:
+        print("swarmcast simulate: --jobs must be >= 1", file=sys.stderr)
+        return 2
 
     done = 0
+    pool = None
+    futures: list[Future[dict[str, Any]]] = []
+    if args.jobs > 1 and len(values) > 1:
+        # Every point in a worker process at once (up to --jobs running); the loop below takes
+        # the results in the order of the values, as a sequential sweep would produce them.
+        workers = min(args.jobs, len(values))
+        pool = ProcessPoolExecutor(max_workers=workers)
+        points = [scenario.replace(**{name: value}) for value in values]
+        futures = [pool.submit(run_scenario, point) for point in points]
+        logger.info("sweep: %d points in %d worker processes", len(values), workers)
 
     def one(sc: Scenario) -> dict[str, Any]:
         nonlocal done
-        result = run_scenario(sc, progress=show)
+        if futures:
+            result = futures[done].result()
+            logger.info("sweep point %d/%d done (%s=%s)", done + 1, len(values), name, values[done])
+        else:
+            result = run_scenario(sc, progress=show)
         write_report(out / f"run-{done:02d}", result)  # run-NN matches sweep.json's order
         done += 1
         return result
 
-    rows = run_sweep(scenario, name, values, one)
+    try:
+        rows = run_sweep(scenario, name, values, one)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     plot = write_sweep(out, name, rows, scenario)
     for row in rows:
         print(

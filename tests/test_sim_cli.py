@@ -54,6 +54,40 @@ def test_sweep_writes_a_plot(tmp_path):
     assert (out / "run-01" / "report.json").exists()
 
 
+def _without_wall_clock(report: dict) -> dict:
+    for key in ("wall_seconds", "viewer_seconds_per_wall_second"):
+        report["run"].pop(key)
+    return report
+
+
+def test_parallel_sweep_gives_the_sequential_results(tmp_path):
+    base = ["simulate", "--duration", "30", "--sweep", "viewers=3,6,9", "--seed", "4"]
+    assert main([*base, "--out", str(tmp_path / "seq")]) == 0
+    assert main([*base, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    for i in range(3):
+        seq, par = (
+            _without_wall_clock(
+                json.loads((tmp_path / m / f"run-{i:02d}" / "report.json").read_text())
+            )
+            for m in ("seq", "par")
+        )
+        assert par == seq and par["scenario"]["viewers"] == 3 * (i + 1)
+        for name in ("viewers.json", "timeseries.json"):
+            assert (tmp_path / "par" / f"run-{i:02d}" / name).read_text() == (
+                tmp_path / "seq" / f"run-{i:02d}" / name
+            ).read_text()
+    sweeps = [json.loads((tmp_path / m / "sweep.json").read_text()) for m in ("seq", "par")]
+    strip = [
+        {k: v for k, v in r.items() if k != "viewer_seconds_per_wall_second"}
+        for r in sweeps[0]["runs"]
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k != "viewer_seconds_per_wall_second"}
+        for r in sweeps[1]["runs"]
+    ]
+    assert main([*base, "--jobs", "0", "--out", str(tmp_path / "bad")]) == 2
+
+
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["simulate", "--nat-fail", "2", "--out", str(tmp_path)]) == 2
     assert "nat_fail" in capsys.readouterr().err
