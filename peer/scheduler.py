@@ -541,20 +541,11 @@ class SegmentScheduler:
 
     def peer_has(self, peer_id: str, sequences: Iterable[int]) -> None:
         """``peer_id`` announced it holds ``sequences`` (HAVE)."""
-        peer = self._peers.get(peer_id)
-        if peer is None:
+        if peer_id not in self._peers:
             logger.debug("HAVE from unknown peer %s ignored", peer_id)
             return
-        holders, fetchers = self._holders, self._fetchers
         for seq in sequences:
-            who = holders.get(seq)
-            if who is None:
-                holders[seq] = {peer_id: peer}
-            else:
-                who[peer_id] = peer
-            fetching = fetchers.get(seq)
-            if fetching:
-                fetching.pop(peer_id, None)
+            self.peer_has_one(peer_id, seq)
 
     def peer_has_one(self, peer_id: str, sequence: int) -> None:
         """``peer_id`` announced one segment (a HAVE message): ``peer_has`` of one sequence,

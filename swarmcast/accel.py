@@ -79,10 +79,12 @@ def status() -> AccelStatus:
 
 
 def abi() -> str:
+    """This interpreter's cache tag and extension suffix: what a build must have been made for."""
     return f"{sys.implementation.cache_tag}{sysconfig.get_config_var('EXT_SUFFIX')}"
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (how the manifest identifies each compiled source)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
