@@ -8,9 +8,11 @@ playback; the whole file takes about two minutes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,26 +125,39 @@ async def events(page: Any, name: str) -> list[dict[str, Any]]:
     return await page.evaluate(f"() => window.events[{json.dumps(name)}]")
 
 
+SOURCES = ("p2p", "http")
+
+
 async def test_seed_feeds_a_browser(tiny_sample: Path, test_host: str, page_server: str) -> None:
     async with lab(tiny_sample, test_host) as the_lab:
         the_seed = await seed(the_lab)
         async with launch_chromium() as browser:
             page = await new_page(browser, name="viewer")
             await page.goto(page_url(page_server, the_lab))
-            await wait_playing(page, min_time=12.0, timeout=40)
+            await wait_playing(page, min_time=4.0, timeout=40)
+            # The first segments come over HTTP while the link opens, and how many depends on
+            # the machine's load (a loaded CI run once saw 7 of 9): wait for the link, then
+            # judge the segments that came after it.
+            await wait_stats(page, lambda s: s["p2pBytes"] > 0, "first P2P bytes from the seed")
+            deadline = time.monotonic() + 40
+            while True:
+                segments = await events(page, "segment")
+                first = next(i for i, s in enumerate(segments) if s["source"] == "p2p")
+                after = segments[first:]
+                if len(after) >= 6 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
             stats = await player_stats(page)
-            segments = await events(page, "segment")
             assert not page_errors(page)
         seed_uploaded = the_seed.qoe.uploaded_bytes
     assert stats["p2pEnabled"] and stats["peerId"]
     assert stats["stalls"] == 0, stats
     assert stats["startupMs"] is not None and stats["startupMs"] < 10_000, stats
-    # Most bytes over P2P (the first segments come over HTTP while the link opens); the seed
-    # really sent them.
-    assert stats["p2pBytes"] > stats["httpBytes"], (stats, segments)
+    assert len(after) >= 6, segments
+    # Once the link is up, most bytes come over P2P, and the seed really sent them.
+    by_source = {src: sum(s["bytes"] for s in after if s["source"] == src) for src in SOURCES}
+    assert by_source["p2p"] > by_source["http"], (by_source, segments)
     assert seed_uploaded >= stats["p2pBytes"] * 0.9
-    sources = {s["source"] for s in segments}
-    assert "p2p" in sources, segments
     assert stats["rejectedBytes"] == 0
 
 
